@@ -1,0 +1,45 @@
+"""audiopt: data-centric pre-training of general-purpose audio encoders in JAX."""
+
+import setuptools
+
+INSTALL_REQUIRES = [
+    "absl-py",
+    "array-record",
+    "clu",
+    "etils[epath]",
+    "flax>=0.10",
+    "grain>=0.2.10",
+    "jax>=0.6",
+    "matplotlib",
+    "ml-collections",
+    "numpy",
+    "optax",
+    "orbax-checkpoint",
+    "scipy",
+    "soundfile",
+    "tensorboard",
+    "tensorflow-cpu",
+    "tensorflow-datasets>=4.9.7",
+    "tqdm",
+]
+
+EXTRAS = {
+    "test": [
+        "kaldi-native-fbank",
+        "ipykernel",
+        "nbclient",
+        "nbformat",
+        "pytest",
+        "pytest-xdist",
+    ],
+}
+
+setuptools.setup(
+    name="audiopt",
+    version="0.1.0",
+    description=__doc__,
+    packages=setuptools.find_packages(include=["audiopt", "audiopt.*"]),
+    python_requires=">=3.11",
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS,
+)
