@@ -133,7 +133,7 @@ def write_records(data_dir: str, name: str, splits: Mapping[str, SplitFn], *,
     raise ValueError(f"data set {name!r}: metadata is not JSON-serialisable: "
                      f"{e}") from e
   version_dir = os.path.join(data_dir, name, version)
-  if os.path.exists(os.path.join(version_dir, _INFO_FILE)):
+  if is_complete(data_dir, name, version):
     logging.info("Records %s already complete, not rewritten.", version_dir)
     return
   cls = _builder_class(name, version, splits, metadata, description)
@@ -144,6 +144,11 @@ def write_records(data_dir: str, name: str, splits: Mapping[str, SplitFn], *,
     builder.download_and_prepare(download_dir=download_dir)
   logging.info("Wrote records %s: %s", version_dir,
                {s: builder.info.splits[s].num_examples for s in splits})
+
+
+def is_complete(data_dir: str, name: str, version: str = "1.0.0") -> bool:
+  """Whether `<data_dir>/<name>/<version>` holds a completely written set."""
+  return os.path.isfile(os.path.join(data_dir, name, version, _INFO_FILE))
 
 
 class RecordSource(collections.abc.Sequence):
