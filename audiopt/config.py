@@ -1,0 +1,210 @@
+"""The base experiment config and its validation.
+
+Every file under configs/ starts from `base_config()`, which is locked: an
+experiment file or a `--config.key=value` override that names a key the base
+does not have fails at once with that key's name, and ml_collections rejects
+values of the wrong type. `validate(config)` then checks what types cannot
+(names of encoders and objectives, batch and mesh sizes) before any device
+work starts.
+"""
+
+import ml_collections
+
+DATA_SOURCES = ("records", "demo")
+DTYPES = ("float32", "bfloat16")
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Returns the locked base config with every key an experiment may set."""
+  c = ml_collections.ConfigDict()
+  c.job = "train"           # what main.py runs: "train"
+  c.seed = 0
+
+  c.data = ml_collections.ConfigDict()
+  c.data.source = "records"  # "records": existing TFDS records; "demo": made here
+  c.data.data_dir = ""       # TFDS data_dir; "" means <workdir>/data
+  c.data.name = ""           # TFDS dataset name of the pre-training records
+  c.data.train_split = "train"
+  c.data.clip_seconds = 10.0
+  c.data.num_threads = 2
+  c.data.prefetch = 2
+  c.data.max_tags = 32
+  c.data.max_weak_labels = 16
+  c.data.demo = ml_collections.ConfigDict()
+  c.data.demo.num_clips = 600
+  c.data.demo.num_task_clips = 240
+  c.data.demo.vocab_size = 64
+  c.data.demo.seed = 1234
+
+  c.frontend = ml_collections.ConfigDict()
+  c.frontend.fbank = ml_collections.ConfigDict()
+  c.frontend.fbank.sample_rate = 16000
+  c.frontend.fbank.num_mel_bins = 80
+  c.frontend.fbank.frame_length_ms = 25.0
+  c.frontend.fbank.frame_shift_ms = 10.0
+  c.frontend.fbank.preemph_coeff = 0.97
+  c.frontend.fbank.remove_dc_offset = True
+  c.frontend.fbank.window_type = "povey"
+  c.frontend.fbank.low_freq = 20.0
+  c.frontend.fbank.high_freq = 0.0
+  c.frontend.fbank.snip_edges = False
+  c.frontend.fbank.dither = 0.0
+  c.frontend.fbank.input_scale = 1.0
+  c.frontend.use_spec_augment = True
+  c.frontend.spec_augment = ml_collections.ConfigDict()
+  c.frontend.spec_augment.num_time_masks = 2
+  c.frontend.spec_augment.max_time_mask_frames = 40
+  c.frontend.spec_augment.num_freq_masks = 2
+  c.frontend.spec_augment.max_freq_mask_bins = 27
+
+  c.encoder = ml_collections.ConfigDict()
+  c.encoder.name = "transformer"
+  c.encoder.size = "base"
+  c.encoder.dtype = "float32"
+  c.encoder.remat = False
+  c.encoder.scan_layers = False
+  c.encoder.dropout_rate = 0.1
+
+  c.objective = ml_collections.ConfigDict()
+  c.objective.name = "mtc"
+  c.objective.target = "tags"
+  c.objective.dropout_rate = 0.1
+
+  c.optimizer = ml_collections.ConfigDict()
+  c.optimizer.name = "adamw"
+  c.optimizer.learning_rate = 1e-3
+  c.optimizer.schedule = "warmup_cosine"
+  c.optimizer.warmup_steps = 1000
+  c.optimizer.end_learning_rate_factor = 0.0
+  c.optimizer.b1 = 0.9
+  c.optimizer.b2 = 0.98
+  c.optimizer.eps = 1e-8
+  c.optimizer.weight_decay = 0.01
+  c.optimizer.clip_norm = 1.0
+  c.optimizer.grad_accum_steps = 1
+  # Eden schedule (schedule="eden"; warmup_steps is its warmup_batches). The
+  # Zipformer recipe: learning_rate 0.045, warmup_steps 500.
+  c.optimizer.eden_lr_batches = 7500     # B: batches of the first decay
+  c.optimizer.eden_lr_epochs = 3.5       # epochs of Eden3's second decay
+  c.optimizer.eden_steps_per_epoch = 0   # > 0: Eden3 (B2 = lr_epochs x this)
+  c.optimizer.eden_warmup_start = 0.5    # lr factor at batch 0 of the warm-up
+  # ScaledAdam (name="scaled_adam"; needs clip_norm = 0, it clips itself;
+  # b1, b2 and eps above are its betas and eps).
+  c.optimizer.clipping_scale = 2.0       # clip at this x median norm; 0: off
+  c.optimizer.scalar_lr_scale = 0.1      # lr factor of scalars and size updates
+  c.optimizer.param_min_rms = 1e-5       # floor of the RMS that scales updates
+  c.optimizer.param_max_rms = 3.0        # size updates keep RMS below this
+  c.optimizer.scalar_max = 10.0          # scalar parameters clamped to +-this
+  c.optimizer.size_update_period = 4     # steps between size updates
+  c.optimizer.clipping_update_period = 100  # steps between threshold estimates
+
+  c.train = ml_collections.ConfigDict()
+  c.train.global_batch_size = 64
+  c.train.num_steps = 100_000
+  c.train.log_every = 100
+  c.train.checkpoint_every = 2000
+  c.train.keep_checkpoints = 3
+  c.train.async_checkpoint = True
+
+  c.mesh = ml_collections.ConfigDict()
+  c.mesh.data = -1           # -1: every device not used by the other axes
+  c.mesh.fsdp = 1
+  c.mesh.tensor = 1
+  c.sharding = "fsdp"        # a preset of audiopt.train.sharding.RULE_PRESETS
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.tasks = ""          # comma-separated TFDS names of probe tasks
+  c.eval.train_split = "train"
+  c.eval.test_split = "test"
+  c.eval.batch_size = 32
+  c.eval.clip_seconds = 10.0
+  c.eval.probes = "mean,attention"
+  c.eval.compare_random_init = True
+  c.eval.probe_epochs = 200
+  c.eval.probe_learning_rate = 1e-3
+
+  c.lock()
+  return c
+
+
+def parse_arg(arg: str | None) -> dict[str, str]:
+  """Parses the `get_config(arg)` string "k=v,flag" into {"k": "v", "flag": ""}."""
+  out = {}
+  for item in filter(None, (arg or "").split(",")):
+    key, _, value = item.partition("=")
+    out[key.strip()] = value.strip()
+  return out
+
+
+def check_arg(options: dict[str, str], allowed: tuple[str, ...],
+              config_file: str) -> None:
+  """Raises ValueError naming any `get_config` option not in `allowed`."""
+  unknown = sorted(set(options) - set(allowed))
+  if unknown:
+    raise ValueError(f"{config_file}: unknown config option(s) {unknown}; "
+                     f"valid: {sorted(allowed)}")
+
+
+def validate(config: ml_collections.ConfigDict, num_devices: int | None = None
+             ) -> None:
+  """Checks the config; raises ValueError naming the first bad key.
+
+  Args:
+    config: an experiment config built on `base_config()`.
+    num_devices: the global device count, to check mesh and batch sizes.
+  """
+  # Imported here so that `audiopt.config` stays importable without JAX work.
+  from audiopt import objectives  # pylint: disable=g-import-not-at-top
+  from audiopt.models import registry  # pylint: disable=g-import-not-at-top
+  from audiopt.train import sharding  # pylint: disable=g-import-not-at-top
+
+  def fail(key, msg):
+    raise ValueError(f"config {key}: {msg}")
+
+  if config.job not in ("train",):
+    fail("job", f"{config.job!r} is not a job; valid: ['train']")
+  if config.data.source not in DATA_SOURCES:
+    fail("data.source", f"{config.data.source!r}; valid: {list(DATA_SOURCES)}")
+  if config.data.source == "records" and not config.data.name:
+    fail("data.name", "is empty; name the TFDS dataset of the records")
+  if config.data.clip_seconds <= 0:
+    fail("data.clip_seconds", "must be > 0")
+  if config.encoder.name not in registry.list_encoders():
+    fail("encoder.name", f"{config.encoder.name!r}; valid: "
+         f"{registry.list_encoders()}")
+  if config.encoder.dtype not in DTYPES:
+    fail("encoder.dtype", f"{config.encoder.dtype!r}; valid: {list(DTYPES)}")
+  if config.objective.name not in objectives.list_objectives():
+    fail("objective.name", f"{config.objective.name!r}; valid: "
+         f"{objectives.list_objectives()}")
+  if config.sharding not in sharding.RULE_PRESETS:
+    fail("sharding", f"{config.sharding!r}; valid: "
+         f"{sorted(sharding.RULE_PRESETS)}")
+  for key in ("num_steps", "global_batch_size", "log_every",
+              "checkpoint_every"):
+    if config.train[key] <= 0:
+      fail(f"train.{key}", "must be > 0")
+  accum = config.optimizer.grad_accum_steps
+  if accum < 1 or config.train.global_batch_size % accum:
+    fail("optimizer.grad_accum_steps",
+         f"{accum} must be >= 1 and divide train.global_batch_size "
+         f"{config.train.global_batch_size}")
+  if num_devices is not None:
+    axes = {a: config.mesh[a] for a in ("data", "fsdp", "tensor")}
+    fixed = 1
+    for a, n in axes.items():
+      if n != -1 and n < 1:
+        fail(f"mesh.{a}", f"{n} must be >= 1 or -1")
+      fixed *= n if n != -1 else 1
+    if num_devices % fixed:
+      fail("mesh", f"{axes} does not fit {num_devices} devices")
+    batch_shards = num_devices // config.mesh.tensor
+    micro = config.train.global_batch_size // accum
+    if micro % batch_shards:
+      fail("train.global_batch_size",
+           f"{config.train.global_batch_size} / grad_accum_steps {accum} = "
+           f"{micro} is not divisible by the {batch_shards} batch shards "
+           "(data x fsdp devices)")
+  for probe in filter(None, config.eval.probes.split(",")):
+    if probe not in ("mean", "attention"):
+      fail("eval.probes", f"{probe!r}; valid: ['attention', 'mean']")

@@ -1,0 +1,37 @@
+"""Entry point: python -m audiopt.main --config=configs/X.py --workdir=DIR.
+
+Flags:
+  --config     an ml_collections config file, optionally `file.py:arg`;
+               override any key with --config.section.key=value.
+  --workdir    where records (demo), checkpoints, metrics and results go.
+"""
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", None, "Experiment config file (configs/*.py[:arg]).",
+    lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Work directory of the run.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  # jax.distributed must start before any other JAX call.
+  from audiopt.train import distributed  # pylint: disable=g-import-not-at-top
+  distributed.maybe_initialize()
+  from audiopt import config as config_lib  # pylint: disable=g-import-not-at-top
+  from audiopt.train import trainer  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+
+  config = _CONFIG.value
+  config_lib.validate(config, jax.device_count())
+  jobs = {"train": trainer.train_and_evaluate}
+  jobs[config.job](config, _WORKDIR.value)
+
+
+if __name__ == "__main__":
+  app.run(main)

@@ -1,0 +1,98 @@
+"""Rebuilds a trained model from its checkpoint alone, on one CPU device.
+
+What a notebook or an evaluation script needs: the config, the vocabularies
+and the front end come from the checkpoint's metadata, the parameters from
+its state, laid out on a single device whatever mesh saved them.
+"""
+
+import dataclasses
+import os
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+
+from audiopt.objectives import DatasetInfo
+from audiopt.train import checkpoint as checkpoint_lib
+from audiopt.train import sharding
+from audiopt.train import trainer
+
+
+@dataclasses.dataclass
+class Restored:
+  """A trained model ready to run.
+
+  Attributes:
+    step: the checkpoint's step.
+    config: the run's ConfigDict.
+    metadata: the checkpoint metadata (config, data vocabularies, front end).
+    setup: the trainer Setup on a one-device mesh (model, mesh, rules...).
+    params: the parameters.
+  """
+
+  step: int
+  config: ml_collections.ConfigDict
+  metadata: dict[str, Any]
+  setup: trainer.Setup
+  params: Any
+
+  @property
+  def tag_names(self) -> list[str]:
+    """Names of the classes of the MTC head, in id order."""
+    data = self.metadata["data"]
+    key = ("weak_label_names" if self.config.objective.get("target") ==
+           "weak_labels" else "tag_names")
+    return list(data.get(key, []))
+
+  def embed(self, wav: np.ndarray) -> np.ndarray:
+    """Encodes one waveform [N] (16 kHz float) into frames [T', D]."""
+    audio = np.asarray(wav, np.float32)[None]
+    with sharding.mesh_and_rules(self.setup.mesh, self.setup.rules):
+      out = self.setup.model.apply(
+          {"params": self.params}, audio, np.ones_like(audio, bool),
+          train=False, method=self.setup.model.embed)
+    return np.asarray(out.frames[0])[np.asarray(out.mask[0])]
+
+  def predict(self, wav: np.ndarray, method: str) -> np.ndarray:
+    """Runs an objective predict method (e.g. "tag_scores") on one clip."""
+    audio = np.asarray(wav, np.float32)[None]
+    with sharding.mesh_and_rules(self.setup.mesh, self.setup.rules):
+      out = self.setup.model.apply(
+          {"params": self.params}, audio, np.ones_like(audio, bool), method,
+          method=self.setup.model.predict)
+    return np.asarray(out[0])
+
+  def top_tags(self, wav: np.ndarray, k: int = 10) -> list[tuple[str, float]]:
+    """The k highest tag scores of one clip as (tag name, probability)."""
+    scores = self.predict(wav, "tag_scores")
+    order = np.argsort(-scores)[:k]
+    return [(self.tag_names[i], float(scores[i])) for i in order]
+
+
+def load_checkpoint(path: str, step: int | None = None) -> Restored:
+  """Loads a run's checkpoint onto one device.
+
+  Args:
+    path: a run's workdir or its `checkpoints` directory.
+    step: which step; the newest when None.
+
+  Returns:
+    A `Restored` model.
+  """
+  ckpt_dir = path
+  if os.path.isdir(os.path.join(path, "checkpoints")):
+    ckpt_dir = os.path.join(path, "checkpoints")
+  step, metadata = checkpoint_lib.read_metadata(ckpt_dir, step)
+  config = ml_collections.ConfigDict(metadata["config"])
+  config.mesh.data = config.mesh.fsdp = config.mesh.tensor = 1
+  info = DatasetInfo.from_metadata(metadata["data"])
+  setup = trainer.build(config, info, metadata["data"],
+                        devices=jax.devices()[:1])
+  manager = checkpoint_lib.Checkpointer(ckpt_dir, save_every=1)
+  try:
+    state = manager.restore(step, setup.abstract_state, None)
+  finally:
+    manager.close()
+  return Restored(step=step, config=config, metadata=metadata, setup=setup,
+                  params=state.params)

@@ -1,0 +1,74 @@
+"""Config files, options and validation."""
+
+import subprocess
+import sys
+
+import pytest
+
+from audiopt import config as config_lib
+from ml_collections import config_flags  # noqa: F401
+
+
+def _load(path, arg=None):
+  import importlib.util
+  spec = importlib.util.spec_from_file_location("cfg", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+@pytest.mark.parametrize("path,arg", [
+    ("configs/mtc.py", None),
+    ("configs/mtc.py", "encoder=transformer,runlocal"),
+    ("configs/mtc.py", "target=weak_labels"),
+    ("configs/demo.py", None),
+    ("configs/demo.py", "quick"),
+])
+def test_config_files_validate(path, arg):
+  config = _load(path, arg)
+  config_lib.validate(config, num_devices=8)
+
+
+def test_unknown_option_names_it():
+  with pytest.raises(ValueError, match="runlcoal"):
+    _load("configs/mtc.py", "runlcoal")
+
+
+def test_locked_base_rejects_typo_key():
+  config = config_lib.base_config()
+  with pytest.raises(AttributeError, match="num_stpes"):
+    config.train.num_stpes = 3
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("encoder.name", "conformerx", "encoder.name"),
+    ("objective.name", "nope", "objective.name"),
+    ("sharding", "weird", "sharding"),
+    ("train.global_batch_size", 12, "train.global_batch_size"),
+    ("optimizer.grad_accum_steps", 3, "grad_accum_steps"),
+])
+def test_validate_names_bad_key(key, value, match):
+  config = _load("configs/demo.py")
+  section, _, leaf = key.rpartition(".")
+  (config[section] if section else config)[leaf] = value
+  with pytest.raises(ValueError, match=match):
+    config_lib.validate(config, num_devices=8)
+
+
+def test_cli_override_typo_fails_naming_key(tmp_path):
+  proc = subprocess.run(
+      [sys.executable, "-m", "audiopt.main", "--config=configs/demo.py:quick",
+       f"--workdir={tmp_path}", "--config.train.num_stpes=3"],
+      capture_output=True, text=True, timeout=300)
+  assert proc.returncode != 0
+  assert "num_stpes" in proc.stderr
+  assert not (tmp_path / "checkpoints").exists()
+
+
+def test_cli_override_wrong_type_fails(tmp_path):
+  proc = subprocess.run(
+      [sys.executable, "-m", "audiopt.main", "--config=configs/demo.py:quick",
+       f"--workdir={tmp_path}", "--config.train.num_steps=many"],
+      capture_output=True, text=True, timeout=300)
+  assert proc.returncode != 0
+  assert "num_steps" in proc.stderr
