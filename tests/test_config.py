@@ -26,6 +26,10 @@ def _load(path, arg=None):
 ])
 def test_config_files_validate(path, arg):
   config = _load(path, arg)
+  if config.data.source == "records":
+    with pytest.raises(ValueError, match="data.name"):
+      config_lib.validate(config, num_devices=8)
+    config.data.name = "uts_records"  # what the user passes on the command line
   config_lib.validate(config, num_devices=8)
 
 

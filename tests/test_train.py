@@ -20,23 +20,12 @@ from audiopt.train import checkpoint as checkpoint_lib
 from audiopt.train import metrics as metrics_lib
 from audiopt.train import sharding
 from audiopt.train import trainer
-from configs import demo as demo_config
+from conftest import quick_demo_config as quick_config
 
 
-def quick_config(data_dir, **train):
-  config = demo_config.get_config("quick")
-  config.data.data_dir = str(data_dir)
-  config.train.log_every = 1
-  for k, v in train.items():
-    config.train[k] = v
-  return config
-
-
-@pytest.fixture(scope="session")
-def data_dir(tmp_path_factory):
-  path = tmp_path_factory.mktemp("demo_data")
-  prepare.write_demo(str(path), quick_config(path).data.demo)
-  return path
+@pytest.fixture
+def data_dir(demo_data_dir):
+  return demo_data_dir
 
 
 def _losses(workdir):

@@ -6,12 +6,13 @@ processes agree on the global order without talking to each other):
   source -> global shuffle (seed; reshuffled each epoch) -> repeat
          -> decode FLAC + crop/pad (seeded per position in the stream)
          -> [eval: pad with invalid rows to a multiple of the global batch]
-         -> this process's slice [process_index::process_count]
+         -> this process's rows of each global batch (`_ProcessRows`)
          -> batches of global_batch_size // process_count
 
 Local batch k of process p holds global stream positions
-k * global_batch_size + p + i * process_count, so the local batches k of all
-processes together are exactly global batch k.
+k * global_batch_size + p * local_batch + i (i < local_batch), so the local
+batches k of all processes, concatenated in process order, are exactly global
+batch k, row for row.
 
 Batch contract (b = local batch, S = clip_samples):
   audio        float32 [b, S]   waveform, zero-padded
@@ -144,7 +145,7 @@ def make_dataset(source: Sequence[Mapping[str, Any]], opts: PipelineOptions,
   ds = ds.random_map(_Prepare(opts), seed=_derived_seed(opts.seed, 1))
   if not opts.repeat:
     ds = _whole_global_batches(ds, opts)
-  ds = ds[process_index::process_count]
+  ds = _ProcessRows(ds, opts.global_batch_size, local_batch, process_index)
   return ds.batch(local_batch, drop_remainder=True, batch_fn=_stack)
 
 
@@ -193,6 +194,33 @@ def iterate_eval(source: Sequence[Mapping[str, Any]], opts: PipelineOptions,
                              random_crop=False, drop_remainder=False)
   return make_iterator(source, opts, process_index=process_index,
                        process_count=process_count)
+
+
+class _ProcessRows(grain.MapDataset):
+  """This process's rows of every global batch of the stream.
+
+  Process p takes rows [p * b, (p + 1) * b) of each global batch of G = P * b
+  consecutive elements, so the global array assembled from the processes'
+  local batches (in process order) holds the same rows in the same order as
+  a single process reading the whole global batch: losses, dropout and
+  SpecAugment draws do not depend on the number of processes.
+  """
+
+  def __init__(self, parent: grain.MapDataset, global_batch: int,
+               local_batch: int, process_index: int):
+    super().__init__(parent)
+    self._global = global_batch
+    self._local = local_batch
+    self._offset = process_index * local_batch
+
+  def __len__(self) -> int:
+    return len(self._parent) // self._global * self._local
+
+  def __getitem__(self, index):
+    if isinstance(index, slice):
+      return self.slice(index)
+    batch, row = divmod(index, self._local)
+    return self._parent[batch * self._global + self._offset + row]
 
 
 def _derived_seed(seed: int, stream: int) -> int:

@@ -1,0 +1,367 @@
+"""Tests of the Zipformer port, its presets and the PyTorch weight importer."""
+
+import functools
+import json
+import struct
+
+import flax.linen as nn
+import flax.traverse_util
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from audiopt.models import registry
+from audiopt.models import zipformer
+from audiopt.models import zipformer_import
+from audiopt.models import zipformer_ops as ops
+from audiopt.train import sharding
+
+F = 80
+# Zipformer-M in the reference code (ZIPFORMER.md): 65,913,719 parameters, of
+# which 5,760 are per-layer `bypass_scale` values that its forward never uses.
+REFERENCE_M_PARAMS = 65_913_719
+UNUSED_M_PARAMS = 5_760
+
+
+def _tiny(**overrides):
+  return registry.build_encoder(dict(name="zipformer", size="tiny",
+                                     **overrides))
+
+
+def _inputs(batch, frames, seed=0):
+  x = jax.random.normal(jax.random.key(seed), (batch, frames, F))
+  return x, jnp.ones((batch, frames), bool)
+
+
+def _n_params(tree):
+  return sum(int(np.prod(p.shape)) for p in jax.tree.leaves(nn.unbox(tree)))
+
+
+def _expected_out_len(n):
+  return ((n - 7) // 2 + 1) // 2
+
+
+@pytest.fixture(scope="module")
+def tiny_params():
+  x, m = _inputs(2, 64)
+  init = jax.jit(functools.partial(_tiny().init, train=False))
+  return nn.unbox(init(jax.random.key(0), x, m)["params"])
+
+
+@pytest.fixture(scope="module")
+def tiny_apply():
+  enc = _tiny()
+  return jax.jit(functools.partial(enc.apply, train=False))
+
+
+def _loss(enc, params, x, m, rng, train):
+  out = enc.apply({"params": params}, x, m, train=train,
+                  rngs={"dropout": rng})
+  w = jax.random.normal(jax.random.key(7), out.frames.shape)
+  return jnp.sum(out.frames * w * out.mask[..., None]) / out.frames.size
+
+
+def test_m_preset_shapes_hop_and_param_count():
+  enc = registry.build_encoder(dict(name="zipformer", size="m"))
+  assert enc.hop_ms == 40 and enc.output_dim == 512
+  x = jax.ShapeDtypeStruct((2, 1000, F), jnp.float32)
+  m = jax.ShapeDtypeStruct((2, 1000), jnp.bool_)
+  variables = jax.eval_shape(functools.partial(enc.init, train=False),
+                             jax.random.key(0), x, m)
+  out = jax.eval_shape(functools.partial(enc.apply, train=False), variables,
+                       x, m)
+  assert out.frames.shape == (2, 248, 512)  # 10 s -> 248 frames at 25 Hz.
+  assert out.mask.shape == (2, 248)
+  assert {k: v.shape[-1] for k, v in out.intermediates.items()} == {
+      f"stack_{i}": d for i, d in enumerate((192, 256, 384, 512, 384, 256))}
+  params = variables["params"]
+  n = _n_params(params)
+  # Exact up to the unused per-layer bypass_scale, which the port leaves out.
+  assert n == REFERENCE_M_PARAMS - UNUSED_M_PARAMS
+  assert abs(n - REFERENCE_M_PARAMS) / REFERENCE_M_PARAMS < 0.01
+  assert _n_params(params["encoder_embed"]) == 611_953
+  per_stack = [_n_params(params[f"encoders_{i}"]) for i in range(6)]
+  reference = [2_206_146, 3_825_764, 12_550_519, 30_343_052, 12_550_519,
+               3_825_764]
+  layer_dims = [2 * 192, 2 * 256, 3 * 384, 4 * 512, 3 * 384, 2 * 256]
+  assert per_stack == [r - u for r, u in zip(reference, layer_dims)]
+  assert _n_params(params["downsample_output"]) == 2
+
+
+def test_m_preset_torch_names_and_shapes():
+  shapes = zipformer_import.param_shapes({"name": "zipformer", "size": "m"})
+  torch_shapes = {
+      zipformer_import.torch_key(p): zipformer_import.to_torch_layout(
+          p, np.empty(s, np.uint8)).shape for p, s in shapes.items()}
+  # 731 parameters in the reference state dict, 16 of them unused.
+  assert len(torch_shapes) == 731 - 16
+  for key, shape in {
+      "encoder_embed.conv.0.weight": (8, 1, 3, 3),
+      "encoder_embed.conv.7.weight": (128, 32, 3, 3),
+      "encoder_embed.convnext.depthwise_conv.weight": (128, 1, 7, 7),
+      "encoder_embed.convnext.pointwise_conv2.weight": (128, 384, 1, 1),
+      "encoder_embed.out.weight": (192, 2432),
+      "encoder_embed.out_norm.log_scale": (),
+      "encoder.encoders.0.layers.1.self_attn_weights.in_proj.weight":
+          (272, 192),
+      "encoder.encoders.0.layers.0.self_attn_weights.linear_pos.weight":
+          (16, 48),
+      "encoder.encoders.3.encoder.layers.3.conv_module2.depthwise_conv.weight":
+          (512, 1, 15),
+      "encoder.encoders.3.encoder.layers.0.feed_forward3.in_proj.weight":
+          (1920, 512),
+      "encoder.encoders.2.encoder.layers.2.nonlin_attention.out_proj.weight":
+          (384, 288),
+      "encoder.encoders.3.downsample.bias": (8,),
+      "encoder.encoders.5.out_combiner.bypass_scale": (256,),
+      "encoder.downsample_output.bias": (2,),
+  }.items():
+    assert torch_shapes[key] == shape, key
+
+
+def test_tiny_outputs_masks_and_intermediates(tiny_params, tiny_apply):
+  enc = _tiny()
+  assert enc.hop_ms == 40 and enc.output_dim == 48
+  x, m = _inputs(2, 120)
+  m = m.at[1, 77:].set(False)
+  out = tiny_apply({"params": tiny_params}, x, m)
+  t_out = _expected_out_len(120)
+  assert out.frames.shape == (2, t_out, 48)
+  assert out.frames.dtype == jnp.float32
+  np.testing.assert_array_equal(out.mask.sum(-1),
+                                [t_out, _expected_out_len(77)])
+  assert sorted(out.intermediates) == ["stack_0", "stack_1", "stack_2"]
+  assert [out.intermediates[f"stack_{i}"].shape[-1] for i in range(3)] == [
+      32, 48, 32]
+  n = _expected_out_len(77)
+  assert float(jnp.abs(out.frames[1, n:]).max()) == 0.0
+  assert float(jnp.abs(out.intermediates["stack_1"][1, n:]).max()) == 0.0
+  assert bool(jnp.isfinite(out.frames).all())
+  # The full-dim output takes channels 0:32 from the last stack and 32:48
+  # from stack 1, each downsampled by the same output module.
+  np.testing.assert_allclose(out.frames[..., :32],
+                             out.intermediates["stack_2"], atol=1e-6)
+  np.testing.assert_allclose(out.frames[..., 32:],
+                             out.intermediates["stack_1"][..., 32:],
+                             atol=1e-6)
+
+
+def test_padding_invariance(tiny_params, tiny_apply):
+  x, _ = _inputs(2, 120, seed=1)
+  # 77 input frames -> 35 at 50 Hz: odd, so the last downsampled group of
+  # the x2 stack and of the output straddles the padding.
+  alone = tiny_apply({"params": tiny_params}, x[:1, :77],
+                     jnp.ones((1, 77), bool))
+  mask = jnp.ones((2, 120), bool).at[0, 77:].set(False)
+  garbage = x.at[0, 77:].set(1e3)
+  batched = tiny_apply({"params": tiny_params}, garbage, mask)
+  n = int(alone.mask.sum())
+  np.testing.assert_allclose(batched.frames[0, :n], alone.frames[0, :n],
+                             atol=1e-5)
+  for name, y in alone.intermediates.items():
+    np.testing.assert_allclose(batched.intermediates[name][0, :n], y[0, :n],
+                               atol=1e-5)
+  # The reference's behaviour leaks padding into the last valid frames ...
+  leaky = jax.jit(functools.partial(_tiny(reference_padding=True).apply,
+                                    train=False))
+  leaked = leaky({"params": tiny_params}, garbage, mask)
+  assert float(jnp.abs(leaked.frames[0, :n] - alone.frames[0, :n]).max()) > 1e-3
+  # ... and equals the default without padding.
+  np.testing.assert_allclose(
+      leaky({"params": tiny_params}, x[:1, :77], jnp.ones((1, 77), bool)
+            ).frames, alone.frames, atol=1e-6)
+
+
+def test_gradients_reach_every_parameter(tiny_params):
+  enc = _tiny()
+  x, m = _inputs(2, 64)
+  m = m.at[1, 50:].set(False)
+  grad = jax.jit(jax.grad(functools.partial(_loss, enc)), static_argnums=4)
+  norms = {jax.tree_util.keystr(k): float(jnp.linalg.norm(g))
+           for k, g in jax.tree_util.tree_leaves_with_path(
+               grad(tiny_params, x, m, jax.random.key(0), False))}
+  assert len(norms) == len(jax.tree.leaves(tiny_params))
+  assert all(v > 0 for v in norms.values()), {
+      k: v for k, v in norms.items() if v <= 0}
+  train_grads = grad(tiny_params, x, m, jax.random.key(1), True)
+  assert all(bool(jnp.isfinite(g).all()) for g in jax.tree.leaves(train_grads))
+
+
+def test_train_mode_is_stochastic_and_scheduled(tiny_params):
+  enc = _tiny()
+  x, m = _inputs(2, 64)
+
+  @functools.partial(jax.jit, static_argnums=2)
+  def run(rng, batch_count, train):
+    return enc.apply({"params": tiny_params}, x, m, train=train,
+                     batch_count=batch_count, rngs={"dropout": rng}).frames
+
+  a, b = run(jax.random.key(0), 0.0, True), run(jax.random.key(1), 0.0, True)
+  assert float(jnp.abs(a - b).max()) > 1e-3
+  # The batch count is traced: no retrace between values, and eval ignores it.
+  run(jax.random.key(0), 30000.0, True)
+  assert run._cache_size() == 1  # pylint: disable=protected-access
+  np.testing.assert_array_equal(run(jax.random.key(0), 0.0, False),
+                                run(jax.random.key(1), 9.0, False))
+  assert float(ops.scheduled(jnp.float32(10000.0), ops.DROPOUT)) == (
+      pytest.approx(0.2))
+  assert float(ops.scheduled(jnp.float32(1e6), ops.FF_SKIP)) == 0.0
+
+
+def test_bfloat16_and_remat(tiny_params, tiny_apply):
+  x, m = _inputs(2, 64)
+  ref = tiny_apply({"params": tiny_params}, x, m)
+  out = jax.jit(functools.partial(_tiny(dtype="bfloat16").apply,
+                                  train=False))({"params": tiny_params}, x, m)
+  assert out.frames.dtype == jnp.bfloat16
+  assert bool(jnp.isfinite(out.frames.astype(jnp.float32)).all())
+  np.testing.assert_allclose(out.frames.astype(jnp.float32), ref.frames,
+                             atol=0.1 * float(jnp.abs(ref.frames).max()))
+  rng = jax.random.key(2)
+  g_p = jax.jit(jax.grad(functools.partial(_loss, _tiny())),
+                static_argnums=4)(tiny_params, x, m, rng, False)
+  g_r = jax.jit(jax.grad(functools.partial(_loss, _tiny(remat=True))),
+                static_argnums=4)(tiny_params, x, m, rng, False)
+  for a, b in zip(jax.tree.leaves(g_p), jax.tree.leaves(g_r)):
+    np.testing.assert_allclose(a, b, atol=1e-6, rtol=1e-4)
+
+
+def test_rel_to_abs_matches_gather():
+  t = 5
+  raw = jax.random.normal(jax.random.key(0), (2, 3, t, 2 * t - 1))
+  i, j = np.meshgrid(np.arange(t), np.arange(t), indexing="ij")
+  np.testing.assert_array_equal(ops.rel_to_abs(raw),
+                                raw[..., i, (t - 1) - i + j])
+  pe = ops.compact_rel_positions(t, 8)
+  assert pe.shape == (2 * t - 1, 8) and np.all(pe[:, -1] == 1.0)
+  np.testing.assert_allclose(pe[t - 1, 0::2][:-1], 1.0)  # offset 0: cos 0.
+
+
+def test_importer_round_trip(tiny_params):
+  state = zipformer_import.export_state_dict(tiny_params)
+  assert state["encoder_embed.conv.4.weight"].shape == (8, 4, 3, 3)
+  assert state["encoder.encoders.1.encoder.layers.0.norm.log_scale"].shape == ()
+  assert state["encoder.encoders.1.encoder.layers.0.bypass_scale"].shape == (
+      48,)  # unused in the reference; exported so that strict loads work.
+  assert state["encoder_embed.convnext.pointwise_conv1.weight"].shape == (
+      48, 16, 1, 1)
+  state["model_batch_count"] = np.float32(4000.0)
+  back = zipformer_import.import_state_dict(
+      state, {"name": "zipformer", "size": "tiny"})
+  flat_a = flax.traverse_util.flatten_dict(tiny_params)
+  flat_b = flax.traverse_util.flatten_dict(back)
+  assert set(flat_a) == set(flat_b)
+  for k, v in flat_a.items():
+    np.testing.assert_array_equal(np.asarray(v), flat_b[k])
+  # A composite checkpoint: prefixes are found, other modules ignored.
+  wrapped = {"module.encoder." + k: v for k, v in state.items()}
+  wrapped["module.classifier.weight"] = np.zeros((3, 48), np.float32)
+  back = zipformer_import.import_state_dict(wrapped, _tiny())
+  np.testing.assert_array_equal(
+      back["encoders_0"]["layers_0"]["norm"]["bias"],
+      tiny_params["encoders_0"]["layers_0"]["norm"]["bias"])
+
+
+def test_importer_names_bad_keys(tiny_params):
+  state = zipformer_import.export_state_dict(tiny_params)
+  del state["encoder.encoders.2.layers.0.conv_module1.in_proj.bias"]
+  state["encoder.encoders.0.layers.0.extra.weight"] = np.zeros((2,))
+  state["encoder_embed.out.weight"] = state["encoder_embed.out.weight"].T
+  with pytest.raises(zipformer_import.StateDictMismatchError) as e:
+    zipformer_import.import_state_dict(state,
+                                       {"name": "zipformer", "size": "tiny"})
+  msg = str(e.value)
+  assert "missing (1)" in msg and "conv_module1.in_proj.bias" in msg
+  assert "unexpected (1)" in msg and "layers.0.extra.weight" in msg
+  assert ("mis-shaped (1)" in msg and
+          "encoder_embed.out.weight: got (304, 32), expected (32, 304)" in msg)
+
+
+def _write_safetensors(path, tensors):
+  header, blobs, offset = {}, [], 0
+  names = {np.dtype(np.float32): "F32", np.dtype(np.int64): "I64"}
+  for k, v in tensors.items():
+    data = np.ascontiguousarray(v).tobytes()
+    header[k] = {"dtype": names[v.dtype], "shape": list(v.shape),
+                 "data_offsets": [offset, offset + len(data)]}
+    blobs.append(data)
+    offset += len(data)
+  raw = json.dumps(header).encode()
+  with open(path, "wb") as f:
+    f.write(struct.pack("<Q", len(raw)) + raw + b"".join(blobs))
+
+
+def test_load_checkpoint_files(tmp_path):
+  tensors = {"a.weight": np.arange(6, dtype=np.float32).reshape(2, 3),
+             "b": np.asarray([1, 2], np.int64)}
+  _write_safetensors(tmp_path / "w.safetensors", tensors)
+  got = zipformer_import.load_torch_checkpoint(str(tmp_path / "w.safetensors"))
+  for k, v in tensors.items():
+    np.testing.assert_array_equal(got[k], v)
+  torch = pytest.importorskip("torch")
+  torch.save({"model": {k: torch.from_numpy(v) for k, v in tensors.items()},
+              "epoch": 3}, tmp_path / "w.pt")
+  got = zipformer_import.load_torch_checkpoint(str(tmp_path / "w.pt"))
+  assert sorted(got) == sorted(tensors)
+  np.testing.assert_array_equal(got["a.weight"], tensors["a.weight"])
+
+
+def test_train_steps_on_eight_devices():
+  mesh = sharding.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
+  rules = sharding.DEFAULT_RULES
+  enc = _tiny()
+  rs = np.random.RandomState(0)
+  local = {"features": rs.randn(8, 64, F).astype(np.float32),
+           "mask": np.arange(64)[None, :] < rs.randint(40, 65, (8, 1)),
+           "target": rs.randn(8, 4).astype(np.float32)}
+  head = jax.random.normal(jax.random.key(1), (enc.output_dim, 4)) * 0.3
+
+  def loss_fn(params, batch, rng):
+    out = enc.apply({"params": params}, batch["features"], batch["mask"],
+                    train=True, rngs={"dropout": rng})
+    w = out.mask[..., None].astype(jnp.float32)
+    pooled = jnp.sum(out.frames * w, 1) / jnp.maximum(jnp.sum(w, 1), 1.0)
+    return jnp.mean(jnp.square(pooled @ head - batch["target"]))
+
+  opt = optax.adam(3e-3)
+  with sharding.mesh_and_rules(mesh, rules):
+    batch = sharding.shard_batch(local, mesh)
+    init = functools.partial(enc.init, train=False)
+    abstract = jax.eval_shape(init, jax.random.key(0), batch["features"],
+                              batch["mask"])
+    shardings = sharding.logical_to_shardings(abstract, mesh, rules)
+    params = nn.unbox(jax.jit(init, out_shardings=shardings)(
+        jax.random.key(0), batch["features"], batch["mask"])["params"])
+    kernel = params["encoders_1"]["encoder"]["layers_0"]["feed_forward2"][
+        "in_proj"]["kernel"]
+    assert kernel.sharding.spec == jax.sharding.PartitionSpec("fsdp", "tensor")
+    opt_state = opt.init(params)
+
+    @jax.jit
+    def step(params, opt_state, rng):
+      loss, grads = jax.value_and_grad(loss_fn)(params, batch, rng)
+      updates, opt_state = opt.update(grads, opt_state, params)
+      return optax.apply_updates(params, updates), opt_state, loss
+
+    losses = []
+    for i in range(8):
+      params, opt_state, loss = step(params, opt_state, jax.random.key(i))
+      losses.append(float(loss))
+  assert np.all(np.isfinite(losses))
+  assert np.mean(losses[-2:]) < 0.7 * np.mean(losses[:2]), losses
+
+
+def test_registry_overrides_and_errors():
+  enc = registry.build_encoder(dict(name="zipformer", size="tiny",
+                                    reference_padding=True, remat=True,
+                                    overrides=dict(warmup_batches=100.0)))
+  assert isinstance(enc, zipformer.Zipformer)
+  assert enc.reference_padding and enc.remat and enc.warmup_batches == 100.0
+  cfgs = enc.stack_configs()
+  assert [c.downsample for c in cfgs] == [1, 2, 1]
+  assert cfgs[1].warmup_begin == pytest.approx(50.0)
+  assert "zipformer" in registry.list_encoders()
+  with pytest.raises(ValueError, match="needs >= 9 input frames"):
+    enc.init(jax.random.key(0), *_inputs(1, 8))
