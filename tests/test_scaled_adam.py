@@ -26,7 +26,9 @@ from audiopt.train import optim
 from audiopt.train import scaled_adam as scaled_adam_lib
 from audiopt.train import sharding
 
-TRACE = pathlib.Path("/work/shared/reference/scaled_adam_eden_trace.json")
+# A copy of ../shared/reference/scaled_adam_eden_trace.json, made by the
+# authors' ScaledAdam and Eden classes (see ../shared/reference/ZIPFORMER.md).
+TRACE = pathlib.Path(__file__).parent / "data" / "scaled_adam_eden_trace.json"
 # The tables' keys name the reference constructors; these are our arguments.
 EDEN_ARGS = {
     "Eden3": dict(lr_batches=7500, lr_epochs=3.5, steps_per_epoch=10000,
