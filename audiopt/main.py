@@ -6,9 +6,17 @@ Flags:
   --workdir    where records (demo), checkpoints, metrics and results go.
 """
 
-from absl import app
-from absl import flags
-from ml_collections import config_flags
+import os
+
+# TensorFlow (imported by TFDS and clu) only for records and summaries: keep
+# its C++ start-up chatter out of the run's log.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import logging  # pylint: disable=g-import-not-at-top
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags  # pylint: disable=g-import-not-at-top
+from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", None, "Experiment config file (configs/*.py[:arg]).",
@@ -17,9 +25,22 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Work directory of the run.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+_CHATTY_LIBRARIES = ("/orbax/", "/tensorflow_datasets/", "/grain/", "/clu/")
+
+
+class _LibraryInfoFilter(logging.Filter):
+  """Drops INFO records of chatty libraries; their warnings still show."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    return (record.levelno > logging.INFO or
+            not any(p in record.pathname for p in _CHATTY_LIBRARIES))
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  from absl import logging as absl_logging  # pylint: disable=g-import-not-at-top
+  absl_logging.get_absl_handler().addFilter(_LibraryInfoFilter())
   # jax.distributed must start before any other JAX call.
   from audiopt.train import distributed  # pylint: disable=g-import-not-at-top
   distributed.maybe_initialize()

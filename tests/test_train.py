@@ -150,3 +150,29 @@ def test_sigterm_saves_and_exits_cleanly(data_dir, tmp_path):
   steps = sorted(int(d) for d in os.listdir(tmp_path / "checkpoints")
                  if d.isdigit())
   assert steps and steps[-1] >= 2, out
+
+
+def test_grad_accumulation_matches_one_big_batch(data_dir):
+  from audiopt.data import pipeline
+  params = []
+  for accum in (1, 2):
+    config = quick_config(data_dir)
+    config.mesh.data, config.mesh.fsdp = 4, 2
+    config.optimizer.grad_accum_steps = accum
+    config.encoder.dropout_rate = 0.0
+    config.objective.dropout_rate = 0.0
+    config.frontend.use_spec_augment = False
+    source = trainer.pipeline_source(config, str(data_dir))
+    setup = trainer.build(config, DatasetInfo.from_metadata(source.metadata),
+                          source.metadata)
+    state = trainer.init_state(setup, jax.random.key(0))
+    opts = pipeline.PipelineOptions(global_batch_size=16, clip_seconds=2.0)
+    local = next(pipeline.make_iterator(source, opts))
+    with sharding.mesh_and_rules(setup.mesh, setup.rules):
+      state, metrics = trainer.make_train_step(setup)(
+          state, sharding.shard_batch(local, setup.mesh), jax.random.key(1))
+    params.append((float(metrics["loss"]), state.params))
+  (loss1, p1), (loss2, p2) = params
+  assert loss1 == pytest.approx(loss2, rel=1e-5)
+  for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p2)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=2e-6)

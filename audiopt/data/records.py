@@ -141,6 +141,7 @@ def write_records(data_dir: str, name: str, splits: Mapping[str, SplitFn], *,
                 file_format=tfds.core.FileFormat.ARRAY_RECORD)
   # The builder downloads nothing; keep TFDS's download dir out of data_dir.
   with tempfile.TemporaryDirectory(prefix="audiopt_tfds_dl_") as download_dir:
+    tfds.disable_progress_bar()  # TFDS's bars are global; ours is the log
     builder.download_and_prepare(download_dir=download_dir)
   logging.info("Wrote records %s: %s", version_dir,
                {s: builder.info.splits[s].num_examples for s in splits})

@@ -24,6 +24,9 @@ Dtype = Any
 SIZES: dict[str, dict[str, Any]] = {
     "tiny": dict(num_layers=2, width=64, num_heads=4, mlp_dim=256,
                  conv_channels=32),
+    # Laptop-CPU size of the embedded demo (about 1.5M parameters).
+    "mini": dict(num_layers=4, width=160, num_heads=4, mlp_dim=640,
+                 conv_channels=32),
     "small": dict(num_layers=12, width=384, num_heads=6, mlp_dim=1536,
                   conv_channels=256),
     "base": dict(num_layers=12, width=768, num_heads=12, mlp_dim=3072,

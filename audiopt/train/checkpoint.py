@@ -32,9 +32,11 @@ class Checkpointer:
   def __init__(self, directory: str, *, save_every: int, keep: int = 3,
                use_async: bool = True):
     self.directory = os.path.abspath(directory)
+    every = max(save_every, 1)
     options = ocp.CheckpointManagerOptions(
-        save_interval_steps=max(save_every, 1), max_to_keep=keep,
-        enable_async_checkpointing=use_async, create=True)
+        max_to_keep=keep, enable_async_checkpointing=use_async, create=True,
+        # Only multiples of `every` (Orbax would also save the first step).
+        should_save_fn=lambda step, last_saved: step % every == 0)
     self._manager = ocp.CheckpointManager(
         self.directory, item_names=(STATE, DATA_ITER, METADATA),
         options=options)
