@@ -31,8 +31,15 @@ def _tiny(**overrides):
 
 
 def _inputs(batch, frames, seed=0):
-  x = jax.random.normal(jax.random.key(seed), (batch, frames, F))
+  x = jnp.asarray(np.random.RandomState(seed).randn(batch, frames, F),
+                  jnp.float32)
   return x, jnp.ones((batch, frames), bool)
+
+
+def _key(seed):
+  # rbg keys: the same model code, but XLA compiles their random bits far
+  # faster than threefry's, which keeps this file's compile time low.
+  return jax.random.key(seed, impl="rbg")
 
 
 def _n_params(tree):
@@ -47,7 +54,7 @@ def _expected_out_len(n):
 def tiny_params():
   x, m = _inputs(2, 64)
   init = jax.jit(functools.partial(_tiny().init, train=False))
-  return nn.unbox(init(jax.random.key(0), x, m)["params"])
+  return nn.unbox(init(_key(0), x, m)["params"])
 
 
 @pytest.fixture(scope="module")
@@ -56,10 +63,16 @@ def tiny_apply():
   return jax.jit(functools.partial(enc.apply, train=False))
 
 
-def _loss(enc, params, x, m, rng, train):
+@pytest.fixture(scope="module")
+def eval_grad():
+  return jax.jit(jax.grad(functools.partial(_loss, _tiny(), train=False)))
+
+
+def _loss(enc, params, x, m, rng, *, train):
   out = enc.apply({"params": params}, x, m, train=train,
                   rngs={"dropout": rng})
-  w = jax.random.normal(jax.random.key(7), out.frames.shape)
+  w = jnp.sin(jnp.arange(out.frames.size, dtype=jnp.float32) * 0.37).reshape(
+      out.frames.shape)
   return jnp.sum(out.frames * w * out.mask[..., None]) / out.frames.size
 
 
@@ -124,7 +137,7 @@ def test_m_preset_torch_names_and_shapes():
 def test_tiny_outputs_masks_and_intermediates(tiny_params, tiny_apply):
   enc = _tiny()
   assert enc.hop_ms == 40 and enc.output_dim == 48
-  x, m = _inputs(2, 120)
+  x, m = _inputs(2, 120, seed=1)
   m = m.at[1, 77:].set(False)
   out = tiny_apply({"params": tiny_params}, x, m)
   t_out = _expected_out_len(120)
@@ -132,19 +145,19 @@ def test_tiny_outputs_masks_and_intermediates(tiny_params, tiny_apply):
   assert out.frames.dtype == jnp.float32
   np.testing.assert_array_equal(out.mask.sum(-1),
                                 [t_out, _expected_out_len(77)])
-  assert sorted(out.intermediates) == ["stack_0", "stack_1", "stack_2"]
-  assert [out.intermediates[f"stack_{i}"].shape[-1] for i in range(3)] == [
-      32, 48, 32]
+  assert sorted(out.intermediates) == ["stack_0", "stack_1"]
+  assert [out.intermediates[f"stack_{i}"].shape[-1] for i in range(2)] == [
+      48, 32]
   n = _expected_out_len(77)
   assert float(jnp.abs(out.frames[1, n:]).max()) == 0.0
-  assert float(jnp.abs(out.intermediates["stack_1"][1, n:]).max()) == 0.0
+  assert float(jnp.abs(out.intermediates["stack_0"][1, n:]).max()) == 0.0
   assert bool(jnp.isfinite(out.frames).all())
   # The full-dim output takes channels 0:32 from the last stack and 32:48
-  # from stack 1, each downsampled by the same output module.
+  # from stack 0, each downsampled by the same output module.
   np.testing.assert_allclose(out.frames[..., :32],
-                             out.intermediates["stack_2"], atol=1e-6)
+                             out.intermediates["stack_1"], atol=1e-6)
   np.testing.assert_allclose(out.frames[..., 32:],
-                             out.intermediates["stack_1"][..., 32:],
+                             out.intermediates["stack_0"][..., 32:],
                              atol=1e-6)
 
 
@@ -169,48 +182,44 @@ def test_padding_invariance(tiny_params, tiny_apply):
   leaked = leaky({"params": tiny_params}, garbage, mask)
   assert float(jnp.abs(leaked.frames[0, :n] - alone.frames[0, :n]).max()) > 1e-3
   # ... and equals the default without padding.
-  np.testing.assert_allclose(
-      leaky({"params": tiny_params}, x[:1, :77], jnp.ones((1, 77), bool)
-            ).frames, alone.frames, atol=1e-6)
+  full = jnp.ones((2, 120), bool)
+  np.testing.assert_allclose(leaky({"params": tiny_params}, x, full).frames,
+                             tiny_apply({"params": tiny_params}, x,
+                                        full).frames, atol=1e-6)
 
 
-def test_gradients_reach_every_parameter(tiny_params):
-  enc = _tiny()
+def test_gradients_reach_every_parameter(tiny_params, eval_grad):
   x, m = _inputs(2, 64)
   m = m.at[1, 50:].set(False)
-  grad = jax.jit(jax.grad(functools.partial(_loss, enc)), static_argnums=4)
   norms = {jax.tree_util.keystr(k): float(jnp.linalg.norm(g))
            for k, g in jax.tree_util.tree_leaves_with_path(
-               grad(tiny_params, x, m, jax.random.key(0), False))}
+               eval_grad(tiny_params, x, m, _key(0)))}
   assert len(norms) == len(jax.tree.leaves(tiny_params))
   assert all(v > 0 for v in norms.values()), {
       k: v for k, v in norms.items() if v <= 0}
-  train_grads = grad(tiny_params, x, m, jax.random.key(1), True)
-  assert all(bool(jnp.isfinite(g).all()) for g in jax.tree.leaves(train_grads))
 
 
 def test_train_mode_is_stochastic_and_scheduled(tiny_params):
   enc = _tiny()
   x, m = _inputs(2, 64)
 
-  @functools.partial(jax.jit, static_argnums=2)
-  def run(rng, batch_count, train):
-    return enc.apply({"params": tiny_params}, x, m, train=train,
+  @jax.jit
+  def run(rng, batch_count):
+    return enc.apply({"params": tiny_params}, x, m, train=True,
                      batch_count=batch_count, rngs={"dropout": rng}).frames
 
-  a, b = run(jax.random.key(0), 0.0, True), run(jax.random.key(1), 0.0, True)
+  a, b = run(_key(0), 0.0), run(_key(1), 0.0)
   assert float(jnp.abs(a - b).max()) > 1e-3
-  # The batch count is traced: no retrace between values, and eval ignores it.
-  run(jax.random.key(0), 30000.0, True)
+  assert bool(jnp.isfinite(a).all())
+  # The batch count is traced: changing it does not retrace.
+  run(_key(0), 30000.0)
   assert run._cache_size() == 1  # pylint: disable=protected-access
-  np.testing.assert_array_equal(run(jax.random.key(0), 0.0, False),
-                                run(jax.random.key(1), 9.0, False))
   assert float(ops.scheduled(jnp.float32(10000.0), ops.DROPOUT)) == (
       pytest.approx(0.2))
   assert float(ops.scheduled(jnp.float32(1e6), ops.FF_SKIP)) == 0.0
 
 
-def test_bfloat16_and_remat(tiny_params, tiny_apply):
+def test_bfloat16_and_remat(tiny_params, tiny_apply, eval_grad):
   x, m = _inputs(2, 64)
   ref = tiny_apply({"params": tiny_params}, x, m)
   out = jax.jit(functools.partial(_tiny(dtype="bfloat16").apply,
@@ -219,18 +228,52 @@ def test_bfloat16_and_remat(tiny_params, tiny_apply):
   assert bool(jnp.isfinite(out.frames.astype(jnp.float32)).all())
   np.testing.assert_allclose(out.frames.astype(jnp.float32), ref.frames,
                              atol=0.1 * float(jnp.abs(ref.frames).max()))
-  rng = jax.random.key(2)
-  g_p = jax.jit(jax.grad(functools.partial(_loss, _tiny())),
-                static_argnums=4)(tiny_params, x, m, rng, False)
-  g_r = jax.jit(jax.grad(functools.partial(_loss, _tiny(remat=True))),
-                static_argnums=4)(tiny_params, x, m, rng, False)
+  g_p = eval_grad(tiny_params, x, m, _key(0))
+  g_r = jax.jit(jax.grad(functools.partial(_loss, _tiny(remat=True),
+                                           train=False)))(
+                                               tiny_params, x, m, _key(0))
   for a, b in zip(jax.tree.leaves(g_p), jax.tree.leaves(g_r)):
     np.testing.assert_allclose(a, b, atol=1e-6, rtol=1e-4)
 
 
+def test_initialisation_matches_reference(tiny_params):
+  layer = tiny_params["encoders_0"]["layers_0"]
+
+  def bound(w):
+    return float(np.abs(np.asarray(w)).max())
+
+  # (params, U bound): torch default U(+-1/sqrt(fan_in)); ScaledLinear(s)
+  # weights U(+-s/sqrt(fan_in)) and biases U(+-0.1 s).
+  c, f = 48, 96
+  for w, b in [
+      (layer["feed_forward2"]["in_proj"]["kernel"], 1 / np.sqrt(c)),
+      (layer["feed_forward2"]["in_proj"]["bias"], 1 / np.sqrt(c)),
+      (layer["feed_forward2"]["out_proj"]["kernel"], 0.1 / np.sqrt(f)),
+      (layer["feed_forward2"]["out_proj"]["bias"], 0.01),
+      (layer["self_attn_weights"]["in_proj"]["kernel"],
+       8 ** -0.25 / np.sqrt(c)),
+      (layer["self_attn1"]["out_proj"]["kernel"], 0.05 / np.sqrt(8)),
+      (layer["conv_module1"]["depthwise_conv"]["kernel"], 1 / np.sqrt(7)),
+      (layer["conv_module1"]["depthwise_conv"]["bias"], 1 / np.sqrt(7)),
+      (tiny_params["encoder_embed"]["convnext"]["pointwise_conv2"]["bias"],
+       0.001),
+  ]:
+    assert 0.5 * b < bound(w) <= b
+  flat = flax.traverse_util.flatten_dict(tiny_params)
+  for path, v in flat.items():
+    if path[-1] == "bypass_scale":
+      np.testing.assert_array_equal(v, 0.5)
+    elif path[-2:] in (("downsample", "bias"), ("downsample_output", "bias")):
+      np.testing.assert_array_equal(v, 0.0)
+    elif path[-1] == "log_scale":
+      assert float(v) == 1.0
+    elif path[-2] in ("norm", "out_norm") and path[-1] == "bias":
+      assert 0 < bound(v) < 1e-3
+
+
 def test_rel_to_abs_matches_gather():
   t = 5
-  raw = jax.random.normal(jax.random.key(0), (2, 3, t, 2 * t - 1))
+  raw = jnp.asarray(np.random.RandomState(0).randn(2, 3, t, 2 * t - 1))
   i, j = np.meshgrid(np.arange(t), np.arange(t), indexing="ij")
   np.testing.assert_array_equal(ops.rel_to_abs(raw),
                                 raw[..., i, (t - 1) - i + j])
@@ -244,7 +287,7 @@ def test_importer_round_trip(tiny_params):
   assert state["encoder_embed.conv.4.weight"].shape == (8, 4, 3, 3)
   assert state["encoder.encoders.1.encoder.layers.0.norm.log_scale"].shape == ()
   assert state["encoder.encoders.1.encoder.layers.0.bypass_scale"].shape == (
-      48,)  # unused in the reference; exported so that strict loads work.
+      32,)  # unused in the reference; exported so that strict loads work.
   assert state["encoder_embed.convnext.pointwise_conv1.weight"].shape == (
       48, 16, 1, 1)
   state["model_batch_count"] = np.float32(4000.0)
@@ -266,7 +309,7 @@ def test_importer_round_trip(tiny_params):
 
 def test_importer_names_bad_keys(tiny_params):
   state = zipformer_import.export_state_dict(tiny_params)
-  del state["encoder.encoders.2.layers.0.conv_module1.in_proj.bias"]
+  del state["encoder.encoders.1.encoder.layers.0.conv_module1.in_proj.bias"]
   state["encoder.encoders.0.layers.0.extra.weight"] = np.zeros((2,))
   state["encoder_embed.out.weight"] = state["encoder_embed.out.weight"].T
   with pytest.raises(zipformer_import.StateDictMismatchError) as e:
@@ -276,7 +319,7 @@ def test_importer_names_bad_keys(tiny_params):
   assert "missing (1)" in msg and "conv_module1.in_proj.bias" in msg
   assert "unexpected (1)" in msg and "layers.0.extra.weight" in msg
   assert ("mis-shaped (1)" in msg and
-          "encoder_embed.out.weight: got (304, 32), expected (32, 304)" in msg)
+          "encoder_embed.out.weight: got (304, 48), expected (48, 304)" in msg)
 
 
 def _write_safetensors(path, tensors):
@@ -308,7 +351,7 @@ def test_load_checkpoint_files(tmp_path):
   np.testing.assert_array_equal(got["a.weight"], tensors["a.weight"])
 
 
-def test_train_steps_on_eight_devices():
+def test_train_steps_on_eight_devices(tiny_params):
   mesh = sharding.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
   rules = sharding.DEFAULT_RULES
   enc = _tiny()
@@ -316,7 +359,7 @@ def test_train_steps_on_eight_devices():
   local = {"features": rs.randn(8, 64, F).astype(np.float32),
            "mask": np.arange(64)[None, :] < rs.randint(40, 65, (8, 1)),
            "target": rs.randn(8, 4).astype(np.float32)}
-  head = jax.random.normal(jax.random.key(1), (enc.output_dim, 4)) * 0.3
+  head = jnp.asarray(rs.randn(enc.output_dim, 4).astype(np.float32)) * 0.3
 
   def loss_fn(params, batch, rng):
     out = enc.apply({"params": params}, batch["features"], batch["mask"],
@@ -328,18 +371,19 @@ def test_train_steps_on_eight_devices():
   opt = optax.adam(3e-3)
   with sharding.mesh_and_rules(mesh, rules):
     batch = sharding.shard_batch(local, mesh)
-    init = functools.partial(enc.init, train=False)
-    abstract = jax.eval_shape(init, jax.random.key(0), batch["features"],
-                              batch["mask"])
-    shardings = sharding.logical_to_shardings(abstract, mesh, rules)
-    params = nn.unbox(jax.jit(init, out_shardings=shardings)(
-        jax.random.key(0), batch["features"], batch["mask"])["params"])
+    abstract = jax.eval_shape(functools.partial(enc.init, train=False),
+                              _key(0), batch["features"], batch["mask"])
+    shardings = sharding.logical_to_shardings(abstract["params"], mesh,
+                                              rules)
+    params = jax.device_put(tiny_params, shardings)
     kernel = params["encoders_1"]["encoder"]["layers_0"]["feed_forward2"][
         "in_proj"]["kernel"]
     assert kernel.sharding.spec == jax.sharding.PartitionSpec("fsdp", "tensor")
     opt_state = opt.init(params)
+    # Pin the outputs to the inputs' shardings: one compile for all steps.
+    state_shardings = jax.tree.map(lambda a: a.sharding, (params, opt_state))
 
-    @jax.jit
+    @functools.partial(jax.jit, out_shardings=state_shardings + (None,))
     def step(params, opt_state, rng):
       loss, grads = jax.value_and_grad(loss_fn)(params, batch, rng)
       updates, opt_state = opt.update(grads, opt_state, params)
@@ -347,8 +391,9 @@ def test_train_steps_on_eight_devices():
 
     losses = []
     for i in range(8):
-      params, opt_state, loss = step(params, opt_state, jax.random.key(i))
+      params, opt_state, loss = step(params, opt_state, _key(i))
       losses.append(float(loss))
+  assert step._cache_size() == 1  # pylint: disable=protected-access
   assert np.all(np.isfinite(losses))
   assert np.mean(losses[-2:]) < 0.7 * np.mean(losses[:2]), losses
 
@@ -360,8 +405,8 @@ def test_registry_overrides_and_errors():
   assert isinstance(enc, zipformer.Zipformer)
   assert enc.reference_padding and enc.remat and enc.warmup_batches == 100.0
   cfgs = enc.stack_configs()
-  assert [c.downsample for c in cfgs] == [1, 2, 1]
-  assert cfgs[1].warmup_begin == pytest.approx(50.0)
+  assert [c.downsample for c in cfgs] == [1, 2]
+  assert cfgs[1].warmup_begin == pytest.approx(200.0 / 3)
   assert "zipformer" in registry.list_encoders()
   with pytest.raises(ValueError, match="needs >= 9 input frames"):
     enc.init(jax.random.key(0), *_inputs(1, 8))
