@@ -61,14 +61,36 @@ def base_config() -> ml_collections.ConfigDict:
   c.encoder.name = "transformer"
   c.encoder.size = "base"
   c.encoder.dtype = "float32"
-  c.encoder.remat = False
-  c.encoder.scan_layers = False
-  c.encoder.dropout_rate = 0.1
+  # Unset (None) options keep the encoder's own default; setting one that
+  # the encoder does not have fails with the encoder's valid options.
+  c.encoder.remat = ml_collections.config_dict.placeholder(bool)
+  c.encoder.scan_layers = ml_collections.config_dict.placeholder(bool)
+  c.encoder.dropout_rate = ml_collections.config_dict.placeholder(float)
 
   c.objective = ml_collections.ConfigDict()
   c.objective.name = "mtc"
-  c.objective.target = "tags"
+  c.objective.target = "tags"        # mtc: "tags" | "weak_labels"
   c.objective.dropout_rate = 0.1
+  # masked: spans of encoder steps masked, k input frames per encoder frame.
+  c.objective.frames_per_step = 4    # encoder hop / 10 ms (ViT: patch_time)
+  c.objective.mask_ratio = 0.5
+  c.objective.mask_span = 5
+  c.objective.head_hidden_dim = 512  # 0: linear head
+  # multitask: "name:weight,..." e.g. "mtc:1.0,captioning:0.5".
+  c.objective.tasks = ""
+  # contrastive / siglip.
+  c.objective.embed_dim = 1024       # shared audio-text width
+  c.objective.text_encoder_size = "base"
+  c.objective.chunked = False        # siglip: ring of ppermute blocks
+  # captioning / par.
+  c.objective.decoder_size = "base"
+  c.objective.ar_fraction = 0.25     # captioning: share of causal batches
+  c.objective.label_smoothing = 0.1
+
+  c.text = ml_collections.ConfigDict()
+  c.text.tokenizer = ""     # TextTokenizer JSON; "": WordPiece on the captions
+  c.text.vocab_size = 8000  # WordPiece size when trained here
+  c.text.max_len = 32       # caption tokens per clip (caption_ids width)
 
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.name = "adamw"
@@ -172,6 +194,10 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None
   if config.encoder.name not in registry.list_encoders():
     fail("encoder.name", f"{config.encoder.name!r}; valid: "
          f"{registry.list_encoders()}")
+  sizes = registry.get_encoder_class(config.encoder.name).SIZES
+  if config.encoder.size not in sizes:
+    fail("encoder.size", f"{config.encoder.size!r} for encoder "
+         f"{config.encoder.name!r}; valid: {sorted(sizes)}")
   if config.encoder.dtype not in DTYPES:
     fail("encoder.dtype", f"{config.encoder.dtype!r}; valid: {list(DTYPES)}")
   if config.objective.name not in objectives.list_objectives():

@@ -33,8 +33,10 @@ def _losses(workdir):
   return {r["step"]: r["loss"] for r in rows}
 
 
-def test_step_loss_falls_on_8_devices(data_dir):
+@pytest.mark.parametrize("encoder", ["transformer", "vit", "zipformer"])
+def test_step_loss_falls_on_8_devices(data_dir, encoder):
   config = quick_config(data_dir)
+  config.encoder.name = encoder
   config.mesh.data, config.mesh.fsdp = 2, 4
   config.optimizer.learning_rate = 3e-3
   source = trainer.pipeline_source(config, str(data_dir))

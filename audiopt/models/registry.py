@@ -126,10 +126,10 @@ def build_encoder(cfg: Any) -> nn.Module:
                   if f.init and f.name not in ("parent", "name"))
   kwargs = dict(sizes[size])
   for key, value in overrides.items():
+    if value is None:  # unset: the preset's (or the class's) default
+      continue
     if key not in fields:
       raise ValueError(f"unknown override {key!r} for encoder "
                        f"{cfg['name']!r}; valid: {fields}")
-    if value is None:
-      continue
     kwargs[key] = _to_dtype(key, value) if key in _DTYPE_FIELDS else value
   return cls(**kwargs)

@@ -267,6 +267,8 @@ class Zipformer(nn.Module):
   remat_policy: str = "nothing_saveable"
 
   hop_ms: ClassVar[float] = 40.0
+  # AudioModel passes the training batch count to encoders that set this.
+  takes_batch_count: ClassVar[bool] = True
   SIZES: ClassVar[dict[str, dict[str, Any]]] = SIZES
 
   @property

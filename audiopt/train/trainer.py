@@ -128,10 +128,16 @@ def make_train_step(setup: Setup):
   schedule = setup.schedule
   batch_spec = jax.sharding.PartitionSpec(("data", "fsdp"))
 
-  def loss_fn(params, batch, rng):
+  # icefall's adjusted batch count: batches of 600 s of audio seen so far.
+  audio_seconds = (setup.config.train.global_batch_size *
+                   setup.config.data.clip_seconds)
+
+  def loss_fn(params, batch, rng, step):
     aug_rng, drop_rng = jax.random.split(rng)
-    loss, metrics = model.apply({"params": params}, batch, train=True,
-                                rngs={"augment": aug_rng, "dropout": drop_rng})
+    loss, metrics = model.apply(
+        {"params": params}, batch, train=True,
+        batch_count=step.astype(jnp.float32) * audio_seconds / 600.0,
+        rngs={"augment": aug_rng, "dropout": drop_rng})
     return loss, metrics
 
   grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
@@ -139,7 +145,7 @@ def make_train_step(setup: Setup):
   def step(state: TrainState, batch, rng):
     rng = jax.random.fold_in(rng, state.step)
     if accum == 1:
-      (loss, metrics), grads = grad_fn(state.params, batch, rng)
+      (loss, metrics), grads = grad_fn(state.params, batch, rng, state.step)
     else:
       # Micro-batch i takes rows i, i+k, i+2k...: every device keeps its rows.
       micro = jax.tree.map(
@@ -151,11 +157,12 @@ def make_train_step(setup: Setup):
 
       def body(carry, xs):
         i, mb = xs
-        (l, m), g = grad_fn(state.params, mb, jax.random.fold_in(rng, i))
+        (l, m), g = grad_fn(state.params, mb, jax.random.fold_in(rng, i),
+                            state.step)
         return jax.tree.map(jnp.add, carry, (l, m, g)), None
 
       (loss0, metrics0), grads0 = grad_fn(
-          state.params, jax.tree.map(lambda x: x[0], micro), rng)
+          state.params, jax.tree.map(lambda x: x[0], micro), rng, state.step)
       rest = jax.tree.map(lambda x: x[1:], micro)
       (loss, metrics, grads), _ = jax.lax.scan(
           body, (loss0, metrics0, grads0), (jnp.arange(1, accum), rest))
