@@ -25,14 +25,18 @@ def shard_suffix(shard_index: int, num_shards: int) -> str:
   return f"-{shard_index:05d}-of-{num_shards:05d}"
 
 
-def _repair_and_read(path: str) -> list[dict[str, Any]]:
-  """Reads a journal file, cutting off a torn (unterminated) last line."""
+def _read(path: str, *, repair: bool = False) -> list[dict[str, Any]]:
+  """Reads a journal file, ignoring a torn (unterminated) last line.
+
+  Only the journal's writer repairs (cuts the torn line off the file); a
+  reader of another stage's journal may meet a line being written right now.
+  """
   if not os.path.exists(path):
     return []
   with open(path, "rb") as f:
     data = f.read()
   end = data.rfind(b"\n") + 1
-  if end < len(data):
+  if repair and end < len(data):
     with open(path, "r+b") as f:
       f.truncate(end)
   rows = []
@@ -64,10 +68,10 @@ class Journal:
     self.quarantine_path = os.path.join(directory, f"quarantine{suffix}.jsonl")
     self._done: set[str] = set()
     self.num_results = self.num_quarantined = 0
-    for row in _repair_and_read(self.results_path):
+    for row in _read(self.results_path, repair=True):
       self._done.add(str(row["id"]))
       self.num_results += 1
-    for row in _repair_and_read(self.quarantine_path):
+    for row in _read(self.quarantine_path, repair=True):
       self._done.add(str(row["id"]))
       self.num_quarantined += 1
     self.num_resumed = len(self._done)
@@ -120,11 +124,11 @@ def read_results(directory: str) -> Iterator[dict[str, Any]]:
   """Yields the result rows of every shard of a stage directory, in order."""
   for name in sorted(os.listdir(directory)):
     if name.startswith("results") and name.endswith(".jsonl"):
-      yield from _repair_and_read(os.path.join(directory, name))
+      yield from _read(os.path.join(directory, name))
 
 
 def read_quarantine(directory: str) -> Iterator[dict[str, Any]]:
   """Yields the quarantine rows of every shard of a stage directory."""
   for name in sorted(os.listdir(directory)):
     if name.startswith("quarantine") and name.endswith(".jsonl"):
-      yield from _repair_and_read(os.path.join(directory, name))
+      yield from _read(os.path.join(directory, name))
