@@ -564,8 +564,9 @@ def run_tag_stage(caption_stage_dir: str, stage_dir: str, tagger: Tagger, *,
                   progress: bool = True) -> dict[str, Any]:
   """Tags every captioned clip of this shard once; resumable.
 
-  Run it once the caption stage's shards are finished: reading a journal
-  repairs (cuts) a torn last line, which must not happen under a writer.
+  It may run while the caption stage still writes: it tags the captions
+  complete so far (a line being written is skipped), and a rerun picks up
+  the rest.
 
   Args:
     caption_stage_dir: the caption stage directory (all its shards are read;
