@@ -20,7 +20,7 @@ import numpy as np
 from audiopt import config as config_lib
 from audiopt.objectives import DatasetInfo
 from audiopt.train import sharding
-from audiopt.train import trainer
+from audiopt.train import step as step_lib
 
 
 def main():
@@ -48,9 +48,9 @@ def main():
   c.mesh.data = -1
   info = DatasetInfo(num_tags=args.num_tags, num_weak_labels=527,
                      tag_names=tuple(map(str, range(args.num_tags))))
-  setup = trainer.build(c, info, {})
-  state = trainer.init_state(setup, jax.random.key(0))
-  step = trainer.make_train_step(setup)
+  setup = step_lib.build(c, info, {})
+  state = step_lib.init_state(setup, jax.random.key(0))
+  step = step_lib.make_train_step(setup)
   rng = np.random.default_rng(0)
   n = int(args.seconds * 16000)
   local = {

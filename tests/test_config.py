@@ -6,7 +6,6 @@ import sys
 import pytest
 
 from audiopt import config as config_lib
-from ml_collections import config_flags  # noqa: F401
 
 
 def _load(path, arg=None):

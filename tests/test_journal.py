@@ -1,7 +1,5 @@
 """Resumable stage journals: no loss, no duplicates, torn lines repaired."""
 
-import json
-import os
 import signal
 import subprocess
 import sys

@@ -9,16 +9,15 @@ import sys
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from audiopt.data import prepare
-from audiopt.data import records
 from audiopt.objectives import DatasetInfo
 from audiopt.train import checkpoint as checkpoint_lib
 from audiopt.train import metrics as metrics_lib
 from audiopt.train import sharding
+from audiopt.train import step as step_lib
 from audiopt.train import trainer
 from conftest import quick_demo_config as quick_config
 
@@ -40,11 +39,11 @@ def test_step_loss_falls_on_8_devices(data_dir, encoder):
   config.mesh.data, config.mesh.fsdp = 2, 4
   config.optimizer.learning_rate = 3e-3
   source = trainer.pipeline_source(config, str(data_dir))
-  setup = trainer.build(config, DatasetInfo.from_metadata(source.metadata),
+  setup = step_lib.build(config, DatasetInfo.from_metadata(source.metadata),
                         source.metadata)
   assert setup.mesh.devices.size == 8
-  state = trainer.init_state(setup, jax.random.key(0))
-  step = trainer.make_train_step(setup)
+  state = step_lib.init_state(setup, jax.random.key(0))
+  step = step_lib.make_train_step(setup)
   from audiopt.data import pipeline
   opts = pipeline.PipelineOptions(global_batch_size=16, clip_seconds=2.0)
   local = next(pipeline.make_iterator(source, opts))
@@ -86,7 +85,7 @@ def test_checkpoint_from_8_devices_restores_on_1(data_dir, tmp_path):
   setup, state = trainer.train(config, str(tmp_path))
   one = quick_config(data_dir)
   one.mesh.data, one.mesh.fsdp, one.mesh.tensor = 1, 1, 1
-  setup1 = trainer.build(one, setup.info, setup.metadata,
+  setup1 = step_lib.build(one, setup.info, setup.metadata,
                          devices=jax.devices()[:1])
   assert setup1.mesh.devices.size == 1
   ckpt = checkpoint_lib.Checkpointer(str(tmp_path / "checkpoints"),
@@ -165,13 +164,13 @@ def test_grad_accumulation_matches_one_big_batch(data_dir):
     config.objective.dropout_rate = 0.0
     config.frontend.use_spec_augment = False
     source = trainer.pipeline_source(config, str(data_dir))
-    setup = trainer.build(config, DatasetInfo.from_metadata(source.metadata),
+    setup = step_lib.build(config, DatasetInfo.from_metadata(source.metadata),
                           source.metadata)
-    state = trainer.init_state(setup, jax.random.key(0))
+    state = step_lib.init_state(setup, jax.random.key(0))
     opts = pipeline.PipelineOptions(global_batch_size=16, clip_seconds=2.0)
     local = next(pipeline.make_iterator(source, opts))
     with sharding.mesh_and_rules(setup.mesh, setup.rules):
-      state, metrics = trainer.make_train_step(setup)(
+      state, metrics = step_lib.make_train_step(setup)(
           state, sharding.shard_batch(local, setup.mesh), jax.random.key(1))
     params.append((float(metrics["loss"]), state.params))
   (loss1, p1), (loss2, p2) = params

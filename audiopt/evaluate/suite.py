@@ -11,7 +11,6 @@ import json
 import os
 from typing import Any
 
-from absl import logging
 import jax
 import numpy as np
 
@@ -20,6 +19,7 @@ from audiopt.data import records
 from audiopt.evaluate import embeddings
 from audiopt.evaluate import probes
 from audiopt.train import sharding
+from audiopt.train import step as step_lib
 
 PRIMARY_METRIC = {"multiclass": "accuracy", "multilabel": "mAP"}
 
@@ -89,14 +89,13 @@ def evaluate_run(config, workdir: str, setup, params) -> dict[str, Any]:
   Returns:
     {"pretrained": task results, "random_init": task results (optional)}.
   """
-  from audiopt.train import trainer  # pylint: disable=g-import-not-at-top
 
   if not config.eval.tasks:
     return {}
   data_dir = prepare.data_dir_of(config, workdir)
   results = {"pretrained": evaluate_params(setup, params, config, data_dir)}
   if config.eval.compare_random_init:
-    random_state = trainer.init_state(
+    random_state = step_lib.init_state(
         setup, jax.random.key(config.seed + 1))
     results["random_init"] = evaluate_params(setup, random_state.params,
                                              config, data_dir)

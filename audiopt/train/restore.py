@@ -16,7 +16,7 @@ import numpy as np
 from audiopt.objectives import DatasetInfo
 from audiopt.train import checkpoint as checkpoint_lib
 from audiopt.train import sharding
-from audiopt.train import trainer
+from audiopt.train import step as step_lib
 
 
 @dataclasses.dataclass
@@ -34,7 +34,7 @@ class Restored:
   step: int
   config: ml_collections.ConfigDict
   metadata: dict[str, Any]
-  setup: trainer.Setup
+  setup: step_lib.Setup
   params: Any
 
   @property
@@ -87,7 +87,7 @@ def load_checkpoint(path: str, step: int | None = None) -> Restored:
   config = ml_collections.ConfigDict(metadata["config"])
   config.mesh.data = config.mesh.fsdp = config.mesh.tensor = 1
   info = DatasetInfo.from_metadata(metadata["data"])
-  setup = trainer.build(config, info, metadata["data"],
+  setup = step_lib.build(config, info, metadata["data"],
                         devices=jax.devices()[:1])
   manager = checkpoint_lib.Checkpointer(ckpt_dir, save_every=1)
   try:
