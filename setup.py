@@ -17,6 +17,7 @@ INSTALL_REQUIRES = [
     "orbax-checkpoint",
     "scipy",
     "soundfile",
+    "soxr",
     "tensorboard",
     "tensorflow-cpu",
     "tensorflow-datasets>=4.9.7",
@@ -24,7 +25,10 @@ INSTALL_REQUIRES = [
 ]
 
 EXTRAS = {
+    # Apache Beam runners for the ingest and records stages past one machine.
+    "beam": ["apache-beam"],
     "test": [
+        "apache-beam",
         "kaldi-native-fbank",
         "ipykernel",
         "nbclient",

@@ -7,13 +7,12 @@ names the source, so that ingest can quarantine the clip with its reason.
 """
 
 import io
-import math
 import os
 from typing import Union
 
 import numpy as np
-import scipy.signal
 import soundfile
+import soxr
 
 AudioSource = Union[bytes, bytearray, memoryview, str, os.PathLike]
 
@@ -59,7 +58,7 @@ def encode_flac(wav: np.ndarray, sample_rate: int = 16000) -> bytes:
 
 
 def resample(wav: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
-  """Resamples with a polyphase filter (scipy.signal.resample_poly).
+  """Resamples with libsoxr's high-quality filter (the `soxr` package).
 
   Args:
     wav: [N] waveform.
@@ -75,9 +74,22 @@ def resample(wav: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
   wav = np.asarray(wav, dtype=np.float32)
   if sr_in == sr_out:
     return wav.copy()
-  g = math.gcd(int(sr_in), int(sr_out))
-  out = scipy.signal.resample_poly(wav, int(sr_out) // g, int(sr_in) // g)
-  return out.astype(np.float32)
+  out = soxr.resample(wav, int(sr_in), int(sr_out), quality="HQ")
+  # soxr rounds the output length; callers rely on the ceiling.
+  return fit_length(out.astype(np.float32, copy=False),
+                    resampled_length(wav.shape[0], sr_in, sr_out))
+
+
+def resampled_length(num_samples: int, sr_in: int, sr_out: int) -> int:
+  """ceil(num_samples * sr_out / sr_in), the length `resample` returns."""
+  return -(-int(num_samples) * int(sr_out) // int(sr_in))
+
+
+def fit_length(wav: np.ndarray, length: int) -> np.ndarray:
+  """Cuts or zero-pads a [N] waveform to [length]."""
+  if wav.shape[0] >= length:
+    return wav[:length]
+  return np.concatenate([wav, np.zeros(length - wav.shape[0], wav.dtype)])
 
 
 def decode_audio_with_rate(
