@@ -12,6 +12,7 @@ INSTALL_REQUIRES = [
     "jax>=0.6",
     "matplotlib",
     "ml-collections",
+    "safetensors",
     "numpy",
     "optax",
     "orbax-checkpoint",
@@ -21,12 +22,16 @@ INSTALL_REQUIRES = [
     "tensorboard",
     "tensorflow-cpu",
     "tensorflow-datasets>=4.9.7",
+    "tokenizers",
     "tqdm",
 ]
 
 EXTRAS = {
     # Apache Beam runners for the ingest and records stages past one machine.
     "beam": ["apache-beam"],
+    # The reference libraries some parity tests compare with (they skip
+    # without them); on CPU-only machines install torch's CPU build first.
+    "torch": ["torch", "transformers"],
     "test": [
         "apache-beam",
         "kaldi-native-fbank",
