@@ -278,6 +278,24 @@ def _many_clips(directory, n):
   return [f"c{i:03d}" for i in range(n)]
 
 
+def _live_group_members(pgid):
+  """Pids of the non-zombie processes in process group pgid, read from /proc."""
+  live = []
+  for entry in os.listdir("/proc"):
+    if not entry.isdigit():
+      continue
+    try:
+      with open(f"/proc/{entry}/stat") as f:
+        stat = f.read()
+    except OSError:
+      continue
+    # Fields after the parenthesised command: state, ppid, pgrp, ...
+    state, _, pgrp = stat.rsplit(")", 1)[1].split()[:3]
+    if int(pgrp) == pgid and state != "Z":
+      live.append(int(entry))
+  return live
+
+
 def test_killed_ingest_resumes_without_loss_or_duplicates(tmp_path):
   ids = _many_clips(tmp_path / "audio", 80)
   out = tmp_path / "out"
@@ -301,15 +319,13 @@ def test_killed_ingest_resumes_without_loss_or_duplicates(tmp_path):
     assert proc.poll() is None, "ingest finished before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    # Its workers die with it (PR_SET_PDEATHSIG).
-    for _ in range(200):
-      try:
-        os.killpg(proc.pid, 0)
-      except ProcessLookupError:
-        break
-      time.sleep(0.01)
-    else:
-      pytest.fail("ingest workers outlived their killed parent")
+    # Its workers die with it (PR_SET_PDEATHSIG). Zombies do not count: a
+    # container whose PID 1 does not reap orphans keeps them in the group.
+    gone = time.monotonic() + 20
+    while _live_group_members(proc.pid) and time.monotonic() < gone:
+      time.sleep(0.05)
+    assert not _live_group_members(proc.pid), (
+        "ingest workers outlived their killed parent")
   finally:
     try:
       os.killpg(proc.pid, signal.SIGKILL)
