@@ -91,6 +91,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.text.tokenizer = ""     # TextTokenizer JSON; "": WordPiece on the captions
   c.text.vocab_size = 8000  # WordPiece size when trained here
   c.text.max_len = 32       # caption tokens per clip (caption_ids width)
+  # Special ids (the trained WordPiece's; set from the tokenizer at run time).
+  c.text.pad_id = 0
+  c.text.bos_id = 2
+  c.text.eos_id = 3
+  c.text.mask_id = 4
 
   c.optimizer = ml_collections.ConfigDict()
   c.optimizer.name = "adamw"

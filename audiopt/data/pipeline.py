@@ -22,6 +22,9 @@ Batch contract (b = local batch, S = clip_samples):
   label_ids    int32   [b, max_label_ids]    task targets, padded with -1
   clip_id      object  [b]      str ids ("" on padding rows); host only
   valid        bool    [b]      False on padding rows (eval remainder)
+  caption_ids  int32   [b, L]   only with `PipelineOptions.tokenizer`: the
+  caption_mask bool    [b, L]   tokenized strong caption (padding rows: all
+                                zeros, mask False)
 
 Id lists longer than their max_* keep their first max_* ids; the cut is
 counted (`truncation_counts()`) and logged once per field and process.
@@ -32,7 +35,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import grain
@@ -66,6 +69,10 @@ class PipelineOptions:
     prefetch: batches read ahead.
     drop_remainder: one pass only: drop the last partial global batch; False:
       pad it with `valid=False` rows to a full batch.
+    tokenizer: None, or a callable `caption (str) -> (ids [L], mask [L])` of
+      fixed length L (e.g. a bound `TextTokenizer.encode` with its max_len);
+      then batches carry `caption_ids` and `caption_mask`. Not part of the
+      options' equality or hash.
   """
 
   global_batch_size: int
@@ -81,6 +88,8 @@ class PipelineOptions:
   num_threads: int = 2
   prefetch: int = 2
   drop_remainder: bool = True
+  tokenizer: Callable[[str], tuple[Any, Any]] | None = dataclasses.field(
+      default=None, compare=False, hash=False, repr=False)
 
   def __post_init__(self):
     if self.global_batch_size <= 0:
@@ -278,7 +287,22 @@ class _Prepare:
     for field, width_name in _ID_FIELDS:
       example[field] = _fixed_ids(record.get(field, ()),
                                   getattr(opts, width_name), field, clip_id)
+    if opts.tokenizer is not None:
+      example.update(_caption_fields(opts.tokenizer,
+                                     str(record.get("caption", "") or "")))
     return example
+
+
+def _caption_fields(tokenizer: Callable[[str], tuple[Any, Any]],
+                    caption: str) -> dict[str, np.ndarray]:
+  """Tokenizes one caption into `caption_ids` int32 [L], `caption_mask` [L]."""
+  ids, mask = tokenizer(caption)
+  ids = np.asarray(ids, np.int32).reshape(-1)
+  mask = np.asarray(mask, bool).reshape(-1)
+  if ids.shape != mask.shape:
+    raise ValueError(f"tokenizer returned ids {ids.shape} and mask "
+                     f"{mask.shape} of different shapes")
+  return {"caption_ids": ids, "caption_mask": mask}
 
 
 def _fixed_ids(ids: Any, width: int, field: str, clip_id: str) -> np.ndarray:
@@ -309,6 +333,10 @@ def _padding_example(opts: PipelineOptions) -> dict[str, Any]:
   }
   for field, width_name in _ID_FIELDS:
     example[field] = np.full((getattr(opts, width_name),), -1, np.int32)
+  if opts.tokenizer is not None:
+    fields = _caption_fields(opts.tokenizer, "")
+    example["caption_ids"] = np.zeros_like(fields["caption_ids"])
+    example["caption_mask"] = np.zeros_like(fields["caption_mask"])
   return example
 
 

@@ -148,12 +148,14 @@ def build_model(config, info) -> AudioModel:
 
 
 def objective_config(config) -> dict[str, Any]:
-  """The objective section as a dict, with the `text` section under "text".
+  """The objective section as a dict, with the `text` and `data` sections.
 
   Objectives with a text tower or decoder read the tokenizer's vocabulary
-  size and caption length from it.
+  size, special ids and caption length from "text"; PAR reads the tag
+  sequence width (`max_tags`) from "data".
   """
   cfg = dict(config.objective.to_dict())
-  if "text" in config:
-    cfg["text"] = config.text.to_dict()
+  for section in ("text", "data"):
+    if section in config:
+      cfg[section] = config[section].to_dict()
   return cfg

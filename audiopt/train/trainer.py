@@ -20,10 +20,11 @@ from audiopt import config as config_lib
 from audiopt.data import pipeline
 from audiopt.data import prepare
 from audiopt.objectives import DatasetInfo
+from audiopt.objectives import text_inputs
 from audiopt.train import checkpoint as checkpoint_lib
 from audiopt.train import metrics as metrics_lib
 from audiopt.train import sharding
-from audiopt.train.step import Setup, TrainState, build, init_state, make_train_step  # noqa: F401,E501
+from audiopt.train.step import Setup, TrainState, build, init_state, make_train_step
 
 
 class NonFiniteError(FloatingPointError):
@@ -84,6 +85,7 @@ def train(config, workdir: str) -> tuple[Setup, TrainState]:
   os.makedirs(workdir, exist_ok=True)
   data_dir = prepare.prepare_data(config, workdir)
   source = pipeline_source(config, data_dir)
+  tokenizer = _run_tokenizer(config, workdir, source)
   info = DatasetInfo.from_metadata(source.metadata)
   setup = build(config, info, source.metadata)
   tc = config.train
@@ -93,7 +95,8 @@ def train(config, workdir: str) -> tuple[Setup, TrainState]:
       sample_rate=config.frontend.fbank.sample_rate,
       max_tags=config.data.max_tags, max_weak_labels=config.data.max_weak_labels,
       seed=config.seed, shuffle=True, repeat=True, random_crop=True,
-      num_threads=config.data.num_threads, prefetch=config.data.prefetch)
+      num_threads=config.data.num_threads, prefetch=config.data.prefetch,
+      tokenizer=tokenizer)
   data_iter = pipeline.make_iterator(source, opts,
                                      process_index=jax.process_index(),
                                      process_count=jax.process_count())
@@ -144,6 +147,29 @@ def train(config, workdir: str) -> tuple[Setup, TrainState]:
     ckpt.close()
     writer.close()
   return setup, state
+
+
+def _run_tokenizer(config, workdir: str, source):
+  """The caption tokenizer callable of a text objective's run, else None.
+
+  A tokenizer trained on the captions is saved as `<workdir>/tokenizer.json`
+  and `config.text.tokenizer` points at it, so a resumed run, the checkpoint's
+  config and evaluation all read the same vocabulary.
+  """
+  saved = os.path.join(workdir, "tokenizer.json")
+  if not config.text.tokenizer and os.path.exists(saved):
+    config.text.tokenizer = saved
+  text = text_inputs.caption_tokenizer(
+      config, lambda: (r["caption"] for r in source))
+  if text is None:
+    return None
+  tok, encode = text
+  if not config.text.tokenizer:
+    if jax.process_index() == 0:
+      tok.save(saved + ".tmp")
+      os.replace(saved + ".tmp", saved)
+    config.text.tokenizer = saved
+  return encode
 
 
 def pipeline_source(config, data_dir: str):
