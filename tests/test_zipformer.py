@@ -15,6 +15,7 @@ import pytest
 from audiopt.models import registry
 from audiopt.models import zipformer
 from audiopt.models import zipformer_import
+from audiopt.models import zipformer_modules
 from audiopt.models import zipformer_ops as ops
 from audiopt.train import sharding
 
@@ -68,9 +69,9 @@ def eval_grad():
   return jax.jit(jax.grad(functools.partial(_loss, _tiny(), train=False)))
 
 
-def _loss(enc, params, x, m, rng, *, train):
+def _loss(enc, params, x, m, rng, *, train, batch_count=None):
   out = enc.apply({"params": params}, x, m, train=train,
-                  rngs={"dropout": rng})
+                  batch_count=batch_count, rngs={"dropout": rng})
   w = jnp.sin(jnp.arange(out.frames.size, dtype=jnp.float32) * 0.37).reshape(
       out.frames.shape)
   return jnp.sum(out.frames * w * out.mask[..., None]) / out.frames.size
@@ -410,3 +411,131 @@ def test_registry_overrides_and_errors():
   assert "zipformer" in registry.list_encoders()
   with pytest.raises(ValueError, match="needs >= 9 input frames"):
     enc.init(jax.random.key(0), *_inputs(1, 8))
+
+
+# ------------------------------------------------------------- scan_layers
+
+# Deeper than "tiny" so that each stack scans over several layers.
+_SCAN_LAYERS = (2, 3)
+
+
+@pytest.fixture(scope="module")
+def scanned():
+  """(scan model, its plain params) with _SCAN_LAYERS, built by the registry."""
+  enc = _tiny(num_encoder_layers=_SCAN_LAYERS, scan_layers=True)
+  assert isinstance(enc, zipformer.Zipformer) and enc.scan_layers
+  x, m = _inputs(2, 64)
+  # Initialising the scanned model compiles each stack's layer once.
+  init = jax.jit(functools.partial(enc.init, train=False))
+  return enc, nn.unbox(init(_key(3), x, m)["params"])
+
+
+def test_scan_layers_layout_and_eval_match_unscanned(scanned):
+  enc, params = scanned
+  x, m = _inputs(2, 64)
+  boxed = jax.eval_shape(functools.partial(enc.init, train=False), _key(0),
+                         x, m)["params"]
+  kernel = boxed["encoders_1"]["encoder"]["layers"]["feed_forward2"][
+      "in_proj"]["kernel"]
+  assert kernel.names == ("layers", "embed", "mlp")
+  assert kernel.value.shape == (3, 32, 64)
+  assert "layers_0" not in boxed["encoders_0"]
+  plain_params = zipformer.unstack_layers(params)
+  assert sorted(plain_params["encoders_1"]["encoder"]) == [
+      "layers_0", "layers_1", "layers_2"]
+  np.testing.assert_array_equal(
+      plain_params["encoders_0"]["layers_1"]["norm"]["bias"],
+      params["encoders_0"]["layers"]["norm"]["bias"][1])
+  restacked = zipformer.stack_layers(plain_params)
+  assert jax.tree.structure(restacked) == jax.tree.structure(params)
+  assert all(jax.tree.leaves(jax.tree.map(np.array_equal, restacked,
+                                          params)))
+  # Boxed trees keep their logical names, with "layers" added or removed.
+  plain_boxed = zipformer.unstack_layers(boxed)
+  assert plain_boxed["encoders_0"]["layers_1"]["feed_forward2"]["in_proj"][
+      "kernel"].names == ("embed", "mlp")
+  assert zipformer.stack_layers(plain_boxed)["encoders_0"]["layers"][
+      "feed_forward2"]["in_proj"]["kernel"].names == ("layers", "embed",
+                                                      "mlp")
+
+  m = m.at[1, 50:].set(False)
+  plain = _tiny(num_encoder_layers=_SCAN_LAYERS)
+  ref = jax.jit(functools.partial(plain.apply, train=False))(
+      {"params": plain_params}, x, m)
+  out = jax.jit(functools.partial(enc.apply, train=False))(
+      {"params": params}, x, m)
+  np.testing.assert_allclose(out.frames, ref.frames, atol=1e-5, rtol=1e-5)
+  np.testing.assert_array_equal(out.mask, ref.mask)
+  assert sorted(out.intermediates) == sorted(ref.intermediates)
+  for name, y in ref.intermediates.items():
+    np.testing.assert_allclose(out.intermediates[name], y, atol=1e-5,
+                               rtol=1e-5)
+
+  # The importer reads the reference layout into either model layout.
+  state = zipformer_import.export_state_dict(params)
+  plain_state = zipformer_import.export_state_dict(plain_params)
+  assert sorted(state) == sorted(plain_state)
+  for k, v in state.items():
+    np.testing.assert_array_equal(v, plain_state[k])
+  assert "encoder.encoders.1.encoder.layers.2.norm.log_scale" in state
+  back = zipformer_import.import_state_dict(state, enc)
+  assert all(jax.tree.leaves(jax.tree.map(np.array_equal, back, params)))
+  back = zipformer_import.import_state_dict(
+      state, dict(name="zipformer", size="tiny",
+                  num_encoder_layers=_SCAN_LAYERS))
+  assert sorted(back["encoders_0"]) == ["layers_0", "layers_1"]
+
+
+def test_scan_layers_remat_gradients_match_unscanned(tiny_params, eval_grad):
+  x, m = _inputs(2, 64)
+  m = m.at[1, 50:].set(False)
+  scan = _tiny(scan_layers=True, remat=True)
+  g_scan = jax.jit(jax.grad(functools.partial(_loss, scan, train=False)))(
+      zipformer.stack_layers(tiny_params), x, m, _key(0))
+  g_ref = zipformer.stack_layers(eval_grad(tiny_params, x, m, _key(0)))
+  assert jax.tree.structure(g_scan) == jax.tree.structure(g_ref)
+  for a, b in zip(jax.tree.leaves(g_scan), jax.tree.leaves(g_ref)):
+    np.testing.assert_allclose(a, b, atol=1e-6, rtol=1e-4)
+
+
+def test_scan_layers_train_mode(scanned):
+  enc, params = scanned
+  x, m = _inputs(2, 64)
+
+  @jax.jit
+  def loss_and_grad(rng, batch_count):
+    return jax.value_and_grad(functools.partial(
+        _loss, enc, train=True))(params, x, m, rng, batch_count=batch_count)
+
+  loss_a, grads = loss_and_grad(_key(0), ops.SATURATED_BATCH_COUNT)
+  loss_b, _ = loss_and_grad(_key(1), 0.0)
+  assert np.isfinite(float(loss_a)) and float(loss_a) != float(loss_b)
+  assert loss_and_grad._cache_size() == 1  # pylint: disable=protected-access
+  # Every layer of every stack gets a gradient (skips are rare by then).
+  for path, g in jax.tree_util.tree_leaves_with_path(grads):
+    g = np.asarray(g)
+    assert np.all(np.isfinite(g)), jax.tree_util.keystr(path)
+    per_layer = g.reshape(g.shape[0], -1) if "layers" in str(path) else g
+    assert np.all(np.abs(per_layer).max(axis=-1) > 0), (
+        jax.tree_util.keystr(path))
+
+
+def test_layer_skip_schedules_and_rates():
+  cfg = _tiny(num_encoder_layers=(4, 2), warmup_batches=600.0
+              ).stack_configs()[1]
+  # Stack 1 of 2 warms up over [400, 600]; its 2 layers split that window.
+  assert cfg.skip_schedules() == [
+      ((400.0, 0.5), (500.0, 0.035 * 2 ** 0.5)),
+      ((500.0, 0.5), (600.0, 0.035 * 2 ** 0.5))]
+  x0 = jnp.zeros((64, 3, 4))
+  x = jnp.ones((64, 3, 4))
+  bypass = zipformer_modules.Bypass()
+  variables = bypass.init(_key(0), x0, x, jnp.float32(0.0))
+  rngs = {"dropout": _key(1)}
+  # A scanned layer's rate overrides the (absent) schedule: 1 skips always.
+  skipped = bypass.apply(variables, x0, x, jnp.float32(0.0), True,
+                         jnp.float32(1.0), rngs=rngs)
+  np.testing.assert_array_equal(skipped, x0)
+  kept = bypass.apply(variables, x0, x, jnp.float32(0.0), True,
+                      jnp.float32(0.0), rngs=rngs)
+  np.testing.assert_allclose(kept, 0.5)

@@ -23,6 +23,12 @@ optional): Balancer and Whiten gradient regularisers, and the 8-bit
 SwooshL/R derivative (a memory saving; the exact derivative is used). The
 causal/streaming mode is not ported (the paper's model is non-causal).
 
+Layers of a stack share their shapes, so `scan_layers=True` runs each stack
+with `nn.scan`: its parameters then sit under "layers" with a leading [L] axis
+(logical name "layers") instead of under "layers_0" ... "layers_{L-1}".
+`stack_layers` and `unstack_layers` convert between the two layouts; the
+importer (`zipformer_import`) reads and writes either.
+
 Padding: with `reference_padding=False` (default) every padded sequence gives
 the reference's output for that sequence alone, so padding never changes
 valid frames. The reference itself lets padded frames leak into the last
@@ -30,13 +36,15 @@ valid frames of a padded batch (ConvNeXt context, SimpleDownsample's last
 group); `reference_padding=True` reproduces that for batch-level parity.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 import dataclasses
+import re
 from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from audiopt.models import layers
 from audiopt.models import registry
@@ -108,15 +116,49 @@ class StackConfig:
   warmup_end: float
   dropout_schedule: ops.Schedule
 
+  def skip_schedules(self) -> list[ops.Schedule]:
+    """Each layer's layer-skip schedule: 0.5 falling to the final rate.
 
-def _layer_class(remat: bool, policy_name: str) -> type[nn.Module]:
+    Layer j's window is the j-th of `num_layers` equal slices of
+    [warmup_begin, warmup_end], so deeper layers warm up later.
+    """
+    delta = (self.warmup_end - self.warmup_begin) / self.num_layers
+    final_skip = 0.035 * self.downsample ** 0.5
+    begins = [self.warmup_begin + j * delta for j in range(self.num_layers)]
+    return [((b, 0.5), (b + delta, final_skip)) for b in begins]
+
+
+class _ScanLayer(zm.ZipformerLayer):
+  """`ZipformerLayer` then the feature mask, in the form `nn.scan` wants.
+
+  The carry is x; `skip_rate` is the scanned per-layer input; the rest are
+  broadcast to every layer.
+  """
+
+  @nn.compact
+  def __call__(  # pylint: disable=arguments-differ
+      self, x: jax.Array, skip_rate: jax.Array, pos_emb: jax.Array,
+      mask: jax.Array, feature_mask: jax.Array | None,
+      batch_count: jax.Array, train: bool = False) -> tuple[jax.Array, None]:
+    x = super().__call__(x, pos_emb, mask, batch_count, train, skip_rate)
+    if feature_mask is not None:
+      x = x * feature_mask
+    return x, None
+
+
+def _layer_class(remat: bool, policy_name: str,
+                 scan: bool) -> type[nn.Module]:
+  layer = _ScanLayer if scan else zm.ZipformerLayer
   if not remat:
-    return zm.ZipformerLayer
+    return layer
   policy = getattr(jax.checkpoint_policies, policy_name, None)
   if policy is None:
     raise ValueError(f"unknown remat_policy {policy_name!r}")
-  # Arguments: self, x, pos_emb, mask, batch_count, train (static).
-  return nn.remat(zm.ZipformerLayer, policy=policy, static_argnums=(5,))
+  # Linen counts `self` as argument 0; `train` is static. Unscanned: self, x,
+  # pos_emb, mask, batch_count, train. Scanned: self, x, skip_rate, pos_emb,
+  # mask, feature_mask, batch_count, train.
+  return nn.remat(layer, policy=policy, prevent_cse=not scan,
+                  static_argnums=(7,) if scan else (5,))
 
 
 class ZipformerEncoder(nn.Module):
@@ -126,6 +168,8 @@ class ZipformerEncoder(nn.Module):
     config: the stack's hyper-parameters.
     remat: rematerialise each layer in the backward pass.
     remat_policy: a `jax.checkpoint_policies` name.
+    scan_layers: run the layers with `nn.scan`, parameters stacked under
+      "layers" on a leading [num_layers] axis.
     dtype: compute dtype.
     param_dtype: parameter dtype.
   """
@@ -133,6 +177,7 @@ class ZipformerEncoder(nn.Module):
   config: StackConfig
   remat: bool = False
   remat_policy: str = "nothing_saveable"
+  scan_layers: bool = False
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -149,19 +194,29 @@ class ZipformerEncoder(nn.Module):
     pos_emb = pos_emb.astype(self.dtype)
     if feature_mask is not None:
       x = x * feature_mask
-    layer_cls = _layer_class(self.remat, self.remat_policy)
-    delta = (cfg.warmup_end - cfg.warmup_begin) / cfg.num_layers
-    final_skip = 0.035 * cfg.downsample ** 0.5
-    for j in range(cfg.num_layers):
-      begin = cfg.warmup_begin + j * delta
-      x = layer_cls(
-          num_heads=cfg.num_heads, query_head_dim=cfg.query_head_dim,
-          pos_head_dim=cfg.pos_head_dim, value_head_dim=cfg.value_head_dim,
-          feedforward_dim=cfg.feedforward_dim, kernel_size=cfg.kernel_size,
-          skip_schedule=((begin, 0.5), (begin + delta, final_skip)),
-          dropout_schedule=cfg.dropout_schedule, dtype=self.dtype,
-          param_dtype=self.param_dtype, name=f"layers_{j}")(
-              x, pos_emb, mask, batch_count, train)
+    layer_cls = _layer_class(self.remat, self.remat_policy, self.scan_layers)
+    layer_kw = dict(
+        num_heads=cfg.num_heads, query_head_dim=cfg.query_head_dim,
+        pos_head_dim=cfg.pos_head_dim, value_head_dim=cfg.value_head_dim,
+        feedforward_dim=cfg.feedforward_dim, kernel_size=cfg.kernel_size,
+        dropout_schedule=cfg.dropout_schedule, dtype=self.dtype,
+        param_dtype=self.param_dtype)
+    schedules = cfg.skip_schedules()
+    if self.scan_layers:
+      # The one thing that differs between layers besides their weights.
+      skip_rates = jnp.stack([ops.scheduled(batch_count, s)
+                              for s in schedules])
+      stack = nn.scan(
+          layer_cls, variable_axes={"params": 0},
+          split_rngs={"params": True, "dropout": True},
+          in_axes=(0,) + (nn.broadcast,) * 5, length=cfg.num_layers,
+          metadata_params={nn.PARTITION_NAME: "layers"})
+      x, _ = stack(name="layers", **layer_kw)(
+          x, skip_rates, pos_emb, mask, feature_mask, batch_count, train)
+      return x
+    for j, schedule in enumerate(schedules):
+      x = layer_cls(skip_schedule=schedule, name=f"layers_{j}", **layer_kw)(
+          x, pos_emb, mask, batch_count, train)
       if feature_mask is not None:
         x = x * feature_mask
     return x
@@ -175,6 +230,7 @@ class DownsampledZipformerEncoder(nn.Module):
     reference_padding: downsample as the reference does (see `Zipformer`).
     remat: rematerialise each layer.
     remat_policy: a `jax.checkpoint_policies` name.
+    scan_layers: scan over the inner stack's layers.
     dtype: compute dtype.
     param_dtype: parameter dtype.
   """
@@ -183,6 +239,7 @@ class DownsampledZipformerEncoder(nn.Module):
   reference_padding: bool = False
   remat: bool = False
   remat_policy: str = "nothing_saveable"
+  scan_layers: bool = False
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
@@ -197,7 +254,8 @@ class DownsampledZipformerEncoder(nn.Module):
         x, None if self.reference_padding else lengths)
     # The mask is decimated, not pooled: frame k is valid iff frame k*ds is.
     h = ZipformerEncoder(self.config, remat=self.remat,
-                         remat_policy=self.remat_policy, name="encoder",
+                         remat_policy=self.remat_policy,
+                         scan_layers=self.scan_layers, name="encoder",
                          **kw)(h, mask[:, ::ds], feature_mask, batch_count,
                                train)
     h = jnp.repeat(h, ds, axis=1)[:, :t]
@@ -243,6 +301,14 @@ class Zipformer(nn.Module):
     param_dtype: parameter dtype.
     remat: rematerialise each layer in the backward pass.
     remat_policy: a `jax.checkpoint_policies` name for remat.
+    scan_layers: run each stack's layers with `nn.scan` (composes with
+      remat); a stack's layer parameters are then stacked under "layers"
+      with a leading [L] axis named "layers" (see `stack_layers`).
+      Per-layer skip schedules are passed to the scan as per-layer rates.
+      Eval outputs and gradients equal the unscanned model's; training
+      randomness differs. `scaled_adam` takes each leaf as one tensor, so
+      on stacked leaves its per-tensor RMS and scalar rules span a stack's
+      layers: train with scan_layers=False to match the reference.
   """
 
   num_encoder_layers: Sequence[int]
@@ -265,6 +331,7 @@ class Zipformer(nn.Module):
   param_dtype: Dtype = jnp.float32
   remat: bool = False
   remat_policy: str = "nothing_saveable"
+  scan_layers: bool = False
 
   hop_ms: ClassVar[float] = 40.0
   # AudioModel passes the training batch count to encoders that set this.
@@ -374,7 +441,7 @@ class Zipformer(nn.Module):
     for i, cfg in enumerate(configs):
       x = ops.convert_num_channels(x, cfg.dim)
       common = dict(remat=self.remat, remat_policy=self.remat_policy,
-                    name=f"encoders_{i}", **kw)
+                    scan_layers=self.scan_layers, name=f"encoders_{i}", **kw)
       if cfg.downsample == 1:
         x = ZipformerEncoder(cfg, **common)(x, mask, feature_masks[i],
                                             batch_count, train)
@@ -396,3 +463,99 @@ class Zipformer(nn.Module):
     frames = nn.with_logical_constraint(keep(frames), layers.BATCH_TIME_EMBED)
     return EncoderOutput(frames=frames, mask=out_mask,
                          intermediates=intermediates)
+
+
+# ------------------------------------------------- scanned params layout
+
+_LAYER_KEY = re.compile(r"^layers_(\d+)$")
+_SCANNED_KEY = "layers"
+
+
+def _is_box(x: Any) -> bool:
+  return isinstance(x, nn.meta.AxisMetadata)
+
+
+def _stack_leaves(*leaves: Any) -> Any:
+  if _is_box(leaves[0]):
+    stacked = _stack_leaves(*(leaf.unbox() for leaf in leaves))
+    return leaves[0].replace_boxed(stacked).add_axis(
+        0, {nn.PARTITION_NAME: _SCANNED_KEY})
+  if isinstance(leaves[0], jax.ShapeDtypeStruct):
+    return jax.ShapeDtypeStruct((len(leaves),) + leaves[0].shape,
+                                leaves[0].dtype)
+  if all(isinstance(v, np.ndarray | np.generic) for v in leaves):
+    return np.stack(leaves)
+  return jnp.stack(leaves)
+
+
+def _take_layer(leaf: Any, j: int) -> Any:
+  if _is_box(leaf):
+    return leaf.replace_boxed(_take_layer(leaf.unbox(), j)).remove_axis(
+        0, {nn.PARTITION_NAME: _SCANNED_KEY})
+  if isinstance(leaf, jax.ShapeDtypeStruct):
+    return jax.ShapeDtypeStruct(leaf.shape[1:], leaf.dtype)
+  return leaf[j]
+
+
+def stack_layers(params: Mapping[str, Any]) -> dict[str, Any]:
+  """Unscanned -> scanned layout: "layers_j" subtrees -> one "layers" subtree.
+
+  Args:
+    params: a Zipformer params tree (or one shaped like it, e.g. gradients)
+      of a `scan_layers=False` model; leaves are arrays, abstract
+      `jax.ShapeDtypeStruct`s, or boxed (`nn.Partitioned`) ones, which gain
+      a leading "layers" axis name.
+
+  Returns:
+    The tree a `scan_layers=True` model of the same config uses: in every
+    dict holding "layers_0" ... "layers_{L-1}", those keys are replaced by
+    "layers", whose leaves are the layers' leaves stacked on a new axis 0.
+    Numpy leaves stay numpy. Trees already scanned come back unchanged.
+  """
+  out = {}
+  layers_ = {}
+  for key, value in params.items():
+    hit = _LAYER_KEY.match(key)
+    if hit:
+      layers_[int(hit.group(1))] = value
+    elif isinstance(value, Mapping):
+      out[key] = stack_layers(value)
+    else:
+      out[key] = value
+  if layers_:
+    if sorted(layers_) != list(range(len(layers_))):
+      raise ValueError(f"layer keys are not layers_0 ... layers_{{L-1}}: "
+                       f"{sorted(layers_)}")
+    if _SCANNED_KEY in out:
+      raise ValueError("tree holds both 'layers' and 'layers_j' keys")
+    out[_SCANNED_KEY] = jax.tree.map(
+        _stack_leaves, *(layers_[j] for j in range(len(layers_))),
+        is_leaf=_is_box)
+  return out
+
+
+def unstack_layers(params: Mapping[str, Any]) -> dict[str, Any]:
+  """Scanned -> unscanned layout: the inverse of `stack_layers`.
+
+  Args:
+    params: a Zipformer params tree (or one shaped like it) of a
+      `scan_layers=True` model; leaves as for `stack_layers`.
+
+  Returns:
+    The tree with each "layers" subtree ([L, ...] leaves) split into
+    "layers_0" ... "layers_{L-1}". Trees already unscanned come back
+    unchanged.
+  """
+  out = {}
+  for key, value in params.items():
+    if not isinstance(value, Mapping):
+      out[key] = value
+    elif key == _SCANNED_KEY:
+      leaves = jax.tree.leaves(value, is_leaf=_is_box)
+      n = np.shape(leaves[0].unbox() if _is_box(leaves[0]) else leaves[0])[0]
+      for j in range(n):
+        out[f"layers_{j}"] = jax.tree.map(lambda v, j=j: _take_layer(v, j),
+                                          dict(value), is_leaf=_is_box)
+    else:
+      out[key] = unstack_layers(value)
+  return out

@@ -16,6 +16,10 @@ transposed to [in, out], Conv2d weights to HWIO, depthwise Conv1d weights to
 skipped: the buffer `model_batch_count` and each layer's unused
 `bypass_scale` (the reference's "TODO: remove it"; 5,760 values in
 Zipformer-M).
+
+A `scan_layers=True` model stacks each stack's layers under "layers" (see
+`audiopt.models.zipformer.stack_layers`): `import_state_dict` returns that
+layout for such a config, and `export_state_dict` takes either layout.
 """
 
 from collections.abc import Mapping
@@ -31,6 +35,8 @@ import flax.traverse_util
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from audiopt.models import zipformer
 
 Path = tuple[str, ...]
 
@@ -101,9 +107,16 @@ def _build(config: Any) -> nn.Module:
   return registry.build_encoder(config)
 
 
+def _scanned(model: nn.Module) -> bool:
+  return bool(getattr(model, "scan_layers", False))
+
+
 def param_shapes(config: Any,
                  feature_dim: int = 80) -> dict[Path, tuple[int, ...]]:
   """Shapes of the Flax parameters, by path, without allocating them.
+
+  Always in the unscanned layout ("layers_j" per layer), which maps one to
+  one onto the state dict, even for a `scan_layers=True` config.
 
   Args:
     config: a Zipformer module or an encoder config for
@@ -111,6 +124,8 @@ def param_shapes(config: Any,
     feature_dim: mel bins of the input features.
   """
   model = _build(config)
+  if _scanned(model):
+    model = model.clone(scan_layers=False)
   x = jax.ShapeDtypeStruct((1, 64, feature_dim), jnp.float32)
   m = jax.ShapeDtypeStruct((1, 64), jnp.bool_)
   shapes = jax.eval_shape(functools.partial(model.init, train=False),
@@ -148,7 +163,8 @@ def import_state_dict(state_dict: Mapping[str, Any], config: Any, *,
     dtype: dtype of the returned arrays.
 
   Returns:
-    The nested params dict for `model.apply({"params": params}, ...)`.
+    The nested params dict for `model.apply({"params": params}, ...)`, with
+    layers stacked when the config sets `scan_layers`.
 
   Raises:
     StateDictMismatchError: keys missing from the state dict, keys the model
@@ -159,7 +175,8 @@ def import_state_dict(state_dict: Mapping[str, Any], config: Any, *,
   if prefix is None:
     prefix = _find_prefix(keys)
   own = {k[len(prefix):]: k for k in keys if k.startswith(prefix)}
-  expected = param_shapes(config, feature_dim)
+  model = _build(config)
+  expected = param_shapes(model, feature_dim)
   params, missing, misshaped, used = {}, [], [], set()
   for path, shape in expected.items():
     key = torch_key(path)
@@ -185,7 +202,8 @@ def import_state_dict(state_dict: Mapping[str, Any], config: Any, *,
     if misshaped:
       parts.append(_listing("mis-shaped", misshaped))
     raise StateDictMismatchError("\n".join(parts))
-  return flax.traverse_util.unflatten_dict(params)
+  params = flax.traverse_util.unflatten_dict(params)
+  return zipformer.stack_layers(params) if _scanned(model) else params
 
 
 def export_state_dict(params: Mapping[str, Any], *,
@@ -193,7 +211,7 @@ def export_state_dict(params: Mapping[str, Any], *,
   """Converts Flax params to the reference's state-dict naming and layout.
 
   Args:
-    params: the Zipformer params tree (boxed or plain).
+    params: the Zipformer params tree (boxed or plain; scanned or not).
     include_unused: also emit each layer's unused `bypass_scale` (filled with
       its initial 0.5), so that the reference loads the result with
       strict=True.
@@ -201,7 +219,8 @@ def export_state_dict(params: Mapping[str, Any], *,
   Returns:
     key -> float32 numpy array.
   """
-  flat = flax.traverse_util.flatten_dict(nn.meta.unbox(dict(params)))
+  flat = flax.traverse_util.flatten_dict(
+      zipformer.unstack_layers(nn.meta.unbox(dict(params))))
   out = {}
   for path, value in flat.items():
     out[torch_key(path)] = np.asarray(

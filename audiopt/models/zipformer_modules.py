@@ -112,11 +112,12 @@ class Bypass(nn.Module):
   """out = x0 + (x - x0) * s, with a learnt per-channel s (init 0.5).
 
   In training, s is held to [scale_min(batch_count), 1] through its gradient
-  (probability 0.6 per call) and, when `skip_schedule` is set, zeroed per
-  sequence with that rate (layer skip).
+  (probability 0.6 per call) and, when `skip_schedule` or a `skip_rate` is
+  given, zeroed per sequence with that rate (layer skip).
 
   Attributes:
-    skip_schedule: (batch_count, rate) points of per-sequence layer skip.
+    skip_schedule: (batch_count, rate) points of per-sequence layer skip;
+      a `skip_rate` passed to the call takes precedence.
     dtype: compute dtype.
     param_dtype: parameter dtype.
   """
@@ -127,8 +128,21 @@ class Bypass(nn.Module):
 
   @nn.compact
   def __call__(self, x0: jax.Array, x: jax.Array, batch_count: jax.Array,
-               train: bool = False) -> jax.Array:
-    """Combines x0 and x [B, T, C] into [B, T, C]."""
+               train: bool = False,
+               skip_rate: jax.Array | None = None) -> jax.Array:
+    """Combines x0 and x [B, T, C] into [B, T, C].
+
+    Args:
+      x0: [B, T, C] the input the bypass falls back to.
+      x: [B, T, C] the module output.
+      batch_count: schedule position.
+      train: enables the scale limit and the layer skip.
+      skip_rate: optional scalar layer-skip rate, used instead of
+        `skip_schedule` (a scanned stack passes each layer's rate).
+
+    Returns:
+      [B, T, C] in `dtype`.
+    """
     s = _param(self, "bypass_scale", nn.initializers.constant(0.5),
                (x.shape[-1],), ("norm",))
     if train:
@@ -136,8 +150,10 @@ class Bypass(nn.Module):
       lo = ops.scheduled(batch_count, ops.BYPASS_SCALE_MIN)
       s = ops.limit_param_value(s, lo, jnp.float32(1.0),
                                 ops.bernoulli(rng, 0.6))
-      if self.skip_schedule is not None:
+      rate = skip_rate
+      if rate is None and self.skip_schedule is not None:
         rate = ops.scheduled(batch_count, self.skip_schedule)
+      if rate is not None:
         s = s * ops.keep_mask(jax.random.fold_in(rng, 1), (x.shape[0], 1, 1),
                               rate, s.dtype)
     return x0 + (x - x0) * s.astype(self.dtype)
@@ -400,8 +416,13 @@ class ZipformerLayer(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, pos_emb: jax.Array, mask: jax.Array,
-               batch_count: jax.Array, train: bool = False) -> jax.Array:
-    """Maps x [B, T, C] (pos_emb [2T-1, P], mask [B, T]) to [B, T, C]."""
+               batch_count: jax.Array, train: bool = False,
+               skip_rate: jax.Array | None = None) -> jax.Array:
+    """Maps x [B, T, C] (pos_emb [2T-1, P], mask [B, T]) to [B, T, C].
+
+    `skip_rate`, a scalar, replaces `skip_schedule` as the layer-skip rate
+    (a scanned stack computes each layer's rate outside the scan).
+    """
     c, f = x.shape[-1], self.feedforward_dim
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     ff_kw = dict(dropout_schedule=self.dropout_schedule, **kw)
@@ -441,5 +462,5 @@ class ZipformerLayer(nn.Module):
     x = _constrain(x + ff3(x, batch_count, train) * keep(schedule=ops.FF_SKIP))
     x = BiasNorm(name="norm", **kw)(x, train)
     x = Bypass(self.skip_schedule, name="bypass", **kw)(x0, x, batch_count,
-                                                         train)
+                                                         train, skip_rate)
     return _constrain(x)
