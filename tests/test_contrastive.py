@@ -5,6 +5,8 @@ so that numpy can follow them; the sharded runs use the real tiny BERT-style
 tower and a WordPiece tokenizer trained on the demo captions.
 """
 
+import json
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -16,6 +18,7 @@ from audiopt.models.outputs import EncoderOutput
 from audiopt.objectives import contrastive
 from audiopt.objectives import text_inputs
 from audiopt.train import checkpoint as checkpoint_lib
+from audiopt.train import restore
 from audiopt.train import trainer
 from objective_training import tiny_config, train_losses
 from test_contrastive_losses import _np_info_nce, _np_siglip
@@ -180,3 +183,6 @@ def test_trainer_saves_tokenizer_and_resumes_with_it(demo_data_dir, tmp_path):
   _, state = trainer.train(again, str(tmp_path))
   assert int(state.step) == 3 and again.text.tokenizer == str(saved)
   assert saved.read_text() == text
+  restored = restore.load_checkpoint(str(tmp_path))
+  assert restored.step == 3
+  assert json.loads(restored.tokenizer.to_json()) == json.loads(text)

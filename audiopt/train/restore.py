@@ -45,6 +45,15 @@ class Restored:
            "weak_labels" else "tag_names")
     return list(data.get(key, []))
 
+  @property
+  def tokenizer(self):
+    """The run's caption `TextTokenizer` (text objectives), else None."""
+    text = self.metadata.get("tokenizer")
+    if not text:
+      return None
+    from audiopt.text import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
+    return tokenizer_lib.TextTokenizer.from_json(text)
+
   def embed(self, wav: np.ndarray) -> np.ndarray:
     """Encodes one waveform [N] (16 kHz float) into frames [T', D]."""
     audio = np.asarray(wav, np.float32)[None]

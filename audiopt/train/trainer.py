@@ -85,7 +85,7 @@ def train(config, workdir: str) -> tuple[Setup, TrainState]:
   os.makedirs(workdir, exist_ok=True)
   data_dir = prepare.prepare_data(config, workdir)
   source = pipeline_source(config, data_dir)
-  tokenizer = _run_tokenizer(config, workdir, source)
+  text = _run_tokenizer(config, workdir, source)
   info = DatasetInfo.from_metadata(source.metadata)
   setup = build(config, info, source.metadata)
   tc = config.train
@@ -96,7 +96,7 @@ def train(config, workdir: str) -> tuple[Setup, TrainState]:
       max_tags=config.data.max_tags, max_weak_labels=config.data.max_weak_labels,
       seed=config.seed, shuffle=True, repeat=True, random_crop=True,
       num_threads=config.data.num_threads, prefetch=config.data.prefetch,
-      tokenizer=tokenizer)
+      tokenizer=text[1] if text else None)
   data_iter = pipeline.make_iterator(source, opts,
                                      process_index=jax.process_index(),
                                      process_count=jax.process_count())
@@ -104,6 +104,8 @@ def train(config, workdir: str) -> tuple[Setup, TrainState]:
       os.path.join(workdir, "checkpoints"), save_every=tc.checkpoint_every,
       keep=tc.keep_checkpoints, use_async=tc.async_checkpoint)
   meta = checkpoint_metadata(config, source.metadata)
+  if text:
+    meta["tokenizer"] = text[0].to_json()
   rng = jax.random.key(config.seed)
   init_rng, step_rng = jax.random.split(rng)
 
@@ -150,7 +152,7 @@ def train(config, workdir: str) -> tuple[Setup, TrainState]:
 
 
 def _run_tokenizer(config, workdir: str, source):
-  """The caption tokenizer callable of a text objective's run, else None.
+  """(TextTokenizer, caption encoder) of a text objective's run, else None.
 
   A tokenizer trained on the captions is saved as `<workdir>/tokenizer.json`
   and `config.text.tokenizer` points at it, so a resumed run, the checkpoint's
@@ -169,7 +171,7 @@ def _run_tokenizer(config, workdir: str, source):
       tok.save(saved + ".tmp")
       os.replace(saved + ".tmp", saved)
     config.text.tokenizer = saved
-  return encode
+  return tok, encode
 
 
 def pipeline_source(config, data_dir: str):
