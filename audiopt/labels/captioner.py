@@ -302,8 +302,8 @@ class OpenAICaptioner(Captioner):
 class CheckpointCaptioner(Captioner):
   """Captions with a local model through a `generate` callable.
 
-  The captioning objective (not written yet) will build `generate` from a
-  trained checkpoint and wire it in here; this class decodes the audio,
+  `from_checkpoint` builds `generate` from a run of the captioning objective
+  (or a multitask run with a captioning task); this class decodes the audio,
   batches it and turns the texts into `Caption`s.
 
   Args:
@@ -316,6 +316,25 @@ class CheckpointCaptioner(Captioner):
                name: str = "checkpoint"):
     self.generate = generate
     self.name = name
+
+  @classmethod
+  def from_checkpoint(cls, path: str, *, step: int | None = None,
+                      beam_size: int = 1) -> "CheckpointCaptioner":
+    """A captioner decoding with a trained run of this project.
+
+    Args:
+      path: the run's workdir or its checkpoints directory.
+      step: the checkpoint step; the newest when None.
+      beam_size: 1: greedy decoding; more: beam search.
+    """
+    from audiopt.train import restore  # pylint: disable=g-import-not-at-top
+    model = restore.load_checkpoint(path, step)
+    if model.tokenizer is None:
+      raise ValueError(f"{path}: checkpoint step {model.step} has no caption "
+                       "decoder (objective "
+                       f"{model.config.objective.name!r})")
+    return cls(lambda wavs: model.captions(wavs, beam_size=beam_size),
+               name=f"{os.path.abspath(path)}@{model.step}")
 
   def caption_batch(self, items: Sequence[tuple[str, bytes]]
                     ) -> list[Caption | CaptionError]:

@@ -72,6 +72,35 @@ class Restored:
           method=self.setup.model.predict)
     return np.asarray(out[0])
 
+  def captions(self, wavs: list[np.ndarray], *, beam_size: int = 1,
+               max_len: int | None = None) -> list[str]:
+    """Captions of waveforms by the run's caption decoder.
+
+    Args:
+      wavs: float32 [N_i] 16 kHz mono waveforms; padded into one batch.
+      beam_size: 1: greedy decoding; more: beam search.
+      max_len: tokens to generate; default the decoder's caption width.
+
+    Returns:
+      One decoded caption per waveform, in order.
+    """
+    tok = self.tokenizer
+    if tok is None:
+      raise ValueError(f"checkpoint step {self.step} has no caption "
+                       f"tokenizer: objective {self.config.objective.name!r} "
+                       "does not decode captions")
+    longest = max(len(w) for w in wavs)
+    audio = np.zeros((len(wavs), longest), np.float32)
+    mask = np.zeros((len(wavs), longest), bool)
+    for i, w in enumerate(wavs):
+      audio[i, :len(w)], mask[i, :len(w)] = w, True
+    with sharding.mesh_and_rules(self.setup.mesh, self.setup.rules):
+      ids = self.setup.model.apply(
+          {"params": self.params}, audio, mask, "generate_captions",
+          beam_size=beam_size, max_len=max_len,
+          method=self.setup.model.predict)
+    return tok.decode_batch(np.asarray(ids))
+
   def top_tags(self, wav: np.ndarray, k: int = 10) -> list[tuple[str, float]]:
     """The k highest tag scores of one clip as (tag name, probability)."""
     scores = self.predict(wav, "tag_scores")
