@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import gzip
 import hashlib
 import io
 import json
@@ -41,6 +40,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 from absl import logging
 
 from audiopt.data import journal as journal_lib
+from audiopt.data import manifests
 
 # ----------------------------------------------------------------------------
 # Scores and vocabularies.
@@ -553,27 +553,11 @@ def read_released_cuts(path: str) -> Iterator[dict[str, Any]]:
     ValueError: a line that is not a JSON cut with a supervision, naming the
       file and line.
   """
-  opener = gzip.open if path.endswith(".gz") else open
-  with opener(path, "rt", encoding="utf-8") as f:
-    for number, line in enumerate(f, 1):
-      if not line.strip():
-        continue
-      try:
-        cut = json.loads(line)
-        sup = cut["supervisions"][0]
-        custom = sup.get("custom") or {}
-        tags = custom.get("audio_tag", sup.get("audio_tag", []))
-        if isinstance(tags, str):
-          tags = [t for t in re.split(r"[;,]", tags) if t.strip()]
-        recording = cut.get("recording") or {}
-        sources = recording.get("sources") or [{}]
-        yield {"id": str(cut["id"]), "tags": [str(t) for t in tags],
-               "caption": str(custom.get("caption", sup.get("caption", ""))),
-               "source": str(sources[0].get("source", "")),
-               "duration": float(cut.get("duration", 0.0))}
-      except (ValueError, KeyError, IndexError, TypeError, AttributeError) as e:
-        raise ValueError(f"{path}:{number}: not a UTS cut: "
-                         f"{type(e).__name__}: {e}") from None
+  for row in manifests.read_lhotse_cuts(path):
+    if isinstance(row, manifests.ManifestError):
+      raise ValueError(f"not a UTS cut: {row.reason}")
+    yield {"id": row.clip_id, "tags": list(row.tags), "caption": row.caption,
+           "source": row.source, "duration": row.duration_s or 0.0}
 
 
 @dataclasses.dataclass
