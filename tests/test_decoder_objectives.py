@@ -14,6 +14,7 @@ from audiopt.models.outputs import EncoderOutput
 from audiopt.objectives import par
 from audiopt.objectives import text_inputs
 from audiopt.objectives import token_losses
+from audiopt.train import trainer
 from objective_training import tiny_config, train_losses
 
 TEXT = {"vocab_size": 40, "max_len": 9, "pad_id": 0, "bos_id": 2,
@@ -165,3 +166,14 @@ def test_par_trains_on_8_devices(demo_data_dir):
   assert losses[-1] < losses[0], losses
   assert 0.0 <= metrics["par_token_accuracy"] <= 1.0
 
+
+
+def test_captioning_trains_on_8_devices(demo_data_dir):
+  config = tiny_config(demo_data_dir, "captioning", decoder_size="tiny")
+  config.text.vocab_size, config.text.max_len = 300, 16
+  source = trainer.pipeline_source(config, str(demo_data_dir))
+  _, encode = text_inputs.caption_tokenizer(
+      config, lambda: (r["caption"] for r in source))
+  losses, metrics = train_losses(config, demo_data_dir, tokenizer=encode)
+  assert losses[-1] < losses[0], losses
+  assert 0.0 <= metrics["caption_accuracy"] <= 1.0
