@@ -172,6 +172,25 @@ def check_arg(options: dict[str, str], allowed: tuple[str, ...],
                      f"valid: {sorted(allowed)}")
 
 
+def runlocal(config: ml_collections.ConfigDict, options: dict[str, str]
+             ) -> None:
+  """Shrinks an experiment in place to the `runlocal` laptop smoke test.
+
+  Demo records, 4-second clips, a tiny encoder (unless the `size` option
+  names one), batch 16, 20 steps, no evaluation. Text and decoder towers are
+  the configs' own business.
+  """
+  config.data.source = "demo"
+  config.data.clip_seconds = 4.0
+  config.encoder.size = options.get("size", "tiny")
+  config.train.global_batch_size = 16
+  config.train.num_steps = 20
+  config.train.log_every = 5
+  config.train.checkpoint_every = 10
+  config.optimizer.warmup_steps = 5
+  config.eval.tasks = ""
+
+
 def validate(config: ml_collections.ConfigDict, num_devices: int | None = None
              ) -> None:
   """Checks the config; raises ValueError naming the first bad key.

@@ -43,16 +43,8 @@ def get_config(arg=None):
   c.optimizer.learning_rate = 5e-4
   c.optimizer.warmup_steps = 5000
   if "runlocal" in opts:
-    c.data.source = "demo"
-    c.data.clip_seconds = 4.0
-    c.encoder.size = opts.get("size", "tiny")
+    config_lib.runlocal(c, opts)
     c.objective.decoder_size = "tiny"
     c.text.vocab_size = 500
     c.text.max_len = 32
-    c.train.global_batch_size = 16
-    c.train.num_steps = 20
-    c.train.log_every = 5
-    c.train.checkpoint_every = 10
-    c.optimizer.warmup_steps = 5
-    c.eval.tasks = ""
   return c

@@ -48,18 +48,10 @@ def contrastive_config(opts, objective: str):
   c.optimizer.warmup_steps = 5000
   c.optimizer.weight_decay = 0.1
   if "runlocal" in opts:
-    c.data.source = "demo"
-    c.data.clip_seconds = 4.0
-    c.encoder.size = opts.get("size", "tiny")
+    config_lib.runlocal(c, opts)
     c.objective.text_encoder_size = opts.get("text", "tiny")
     c.objective.embed_dim = 64
     c.text.vocab_size = 500
     c.text.max_len = 32
-    c.train.global_batch_size = 16
-    c.train.num_steps = 20
-    c.train.log_every = 5
-    c.train.checkpoint_every = 10
     c.optimizer.learning_rate = 1e-3
-    c.optimizer.warmup_steps = 5
-    c.eval.tasks = ""
   return c

@@ -46,16 +46,8 @@ def get_config(arg=None):
   c.optimizer.warmup_steps = 10_000
   c.optimizer.weight_decay = 0.05
   if "runlocal" in opts:
-    c.data.source = "demo"
-    c.data.clip_seconds = 4.0
-    c.encoder.size = opts.get("size", "tiny")
+    config_lib.runlocal(c, opts)
     c.objective.head_hidden_dim = 64
-    c.train.global_batch_size = 16
-    c.train.num_steps = 20
-    c.train.log_every = 5
-    c.train.checkpoint_every = 10
-    c.optimizer.warmup_steps = 5
-    c.eval.tasks = ""
   c.objective.frames_per_step = masked.frames_per_step_for(
       c.encoder, c.frontend.fbank.frame_shift_ms)
   return c

@@ -34,13 +34,5 @@ def get_config(arg=None):
   c.optimizer.learning_rate = 1e-3
   c.optimizer.warmup_steps = 5000
   if "runlocal" in opts:
-    c.data.source = "demo"
-    c.data.clip_seconds = 4.0
-    c.encoder.size = opts.get("size", "tiny")
-    c.train.global_batch_size = 16
-    c.train.num_steps = 20
-    c.train.log_every = 5
-    c.train.checkpoint_every = 10
-    c.optimizer.warmup_steps = 5
-    c.eval.tasks = ""
+    config_lib.runlocal(c, opts)
   return c
