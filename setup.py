@@ -32,12 +32,16 @@ EXTRAS = {
     # The reference libraries some parity tests compare with (they skip
     # without them); on CPU-only machines install torch's CPU build first.
     "torch": ["torch", "transformers"],
+    # Caption metrics (BLEU, METEOR, ROUGE-L, CIDEr-D, SPICE) of the
+    # captioning evaluation; METEOR and SPICE also need Java.
+    "captioning": ["pycocoevalcap"],
     "test": [
         "apache-beam",
         "kaldi-native-fbank",
         "ipykernel",
         "nbclient",
         "nbformat",
+        "pycocoevalcap",
         "pytest",
         "pytest-xdist",
     ],
