@@ -1,0 +1,133 @@
+"""A run's frozen encoder as a batched numpy function, for the adapters.
+
+`FrozenEncoder(restored).frames(audio [B, N])` returns the frames of every
+clip at the encoder's hop, whatever the length: audio longer than
+`chunk_seconds` is cut into chunks of a whole number of hops, each chunk is
+encoded on its own (the encoder's context is one chunk) and the frames are
+concatenated, so frame i always covers [i * hop, (i + 1) * hop). Chunks are
+padded up to a whole second with a mask, so a handful of compiled shapes
+serve every length.
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import numpy as np
+
+from audiopt.train import restore
+from audiopt.train import sharding
+
+CHECKPOINT_ENV = "AUDIOPT_CHECKPOINT"
+
+
+def load_restored(path: str | None):
+  """`restore.load_checkpoint` of `path`, or of $AUDIOPT_CHECKPOINT."""
+  path = path or os.environ.get(CHECKPOINT_ENV, "")
+  if not path:
+    raise ValueError(f"give the run's workdir or checkpoints directory (or "
+                     f"set ${CHECKPOINT_ENV})")
+  return restore.load_checkpoint(path)
+
+
+class FrozenEncoder:
+  """Frames of a restored run's encoder (see module doc).
+
+  Attributes:
+    restored: the `Restored` run.
+    sample_rate: input rate in Hz (the front end's).
+    hop_ms: milliseconds between frames.
+    dim: frame width D.
+    layer: None for the last layer, else an intermediate's name.
+    chunk_samples: longest piece encoded at once (a whole number of hops).
+  """
+
+  def __init__(self, restored, *, layer: str | None = None,
+               chunk_seconds: float | None = None):
+    self.restored = restored
+    self.layer = layer
+    self.sample_rate = int(restored.config.frontend.fbank.sample_rate)
+    self.hop_ms = float(restored.setup.model.encoder.hop_ms)
+    hop = self.sample_rate * self.hop_ms / 1000.0
+    if abs(hop - round(hop)) > 1e-9:
+      raise ValueError(f"hop {self.hop_ms} ms is not a whole number of "
+                       f"samples at {self.sample_rate} Hz")
+    self.hop_samples = int(round(hop))
+    seconds = chunk_seconds or float(restored.config.data.clip_seconds)
+    max_seconds = getattr(restored.setup.model.encoder, "max_seconds", None)
+    if max_seconds:
+      seconds = min(seconds, float(max_seconds))
+    self.chunk_samples = max(
+        int(seconds * self.sample_rate) // self.hop_samples, 1) * self.hop_samples
+    model = restored.setup.model
+
+    def embed(params, audio, mask):
+      out = model.apply({"params": params}, audio, mask, train=False,
+                        method=model.embed)
+      frames = out.frames if layer is None else out.intermediates[layer]
+      return frames.astype(np.float32), out.mask
+
+    self._fn = jax.jit(embed)
+    probe = jax.eval_shape(
+        self._fn, restored.params,
+        jax.ShapeDtypeStruct((1, self.sample_rate), np.float32),
+        jax.ShapeDtypeStruct((1, self.sample_rate), bool))
+    self.dim = int(probe[0].shape[-1])
+
+  def frames(self, audio: np.ndarray,
+             mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Encodes a batch.
+
+    Args:
+      audio: [B, N] float waveforms at `sample_rate` (or [N]).
+      mask: optional [B, N] bool, True on real samples (default all).
+
+    Returns:
+      (frames [B, T, D] float32, valid [B, T] bool): the valid frames of
+      each chunk, chunks in order. T is about N / hop (an encoder's
+      subsampling may drop a frame or two at each chunk's edges); rows
+      shorter than others end in zero, invalid frames. A clip too short for
+      one valid frame gets the first frame of its padded chunk.
+    """
+    audio = np.asarray(audio, np.float32)
+    if audio.ndim == 1:
+      audio = audio[None]
+    if audio.ndim != 2:
+      raise ValueError(f"audio must be [B, N] samples, got shape "
+                       f"{audio.shape}")
+    n = audio.shape[1]
+    if n == 0:
+      raise ValueError("audio has no samples")
+    if not np.isfinite(audio).all():
+      raise ValueError("audio holds NaN or inf")
+    mask = (np.ones(audio.shape, bool) if mask is None
+            else np.asarray(mask, bool))
+    if mask.shape != audio.shape:
+      raise ValueError(f"mask must be {audio.shape}, got {mask.shape}")
+    frames, valid = [], []
+    first = None
+    with sharding.mesh_and_rules(self.restored.setup.mesh,
+                                 self.restored.setup.rules):
+      for start in range(0, n, self.chunk_samples):
+        piece = audio[:, start:start + self.chunk_samples]
+        piece_mask = mask[:, start:start + self.chunk_samples]
+        length = piece.shape[1]
+        # Pad to a whole second (at most to the chunk) to bound recompiles.
+        padded = min(-(-length // self.sample_rate) * self.sample_rate,
+                     self.chunk_samples)
+        if padded > length:
+          piece = np.pad(piece, ((0, 0), (0, padded - length)))
+          piece_mask = np.pad(piece_mask, ((0, 0), (0, padded - length)))
+        out, out_mask = self._fn(self.restored.params, piece, piece_mask)
+        out, out_mask = np.asarray(out), np.asarray(out_mask)
+        if first is None:
+          first = out[:, :1]
+        count = int(out_mask.sum(axis=1).max())
+        frames.append(np.where(out_mask[:, :count, None], out[:, :count], 0))
+        valid.append(out_mask[:, :count])
+    frames = np.concatenate(frames, axis=1).astype(np.float32)
+    valid = np.concatenate(valid, axis=1)
+    if frames.shape[1] == 0:
+      frames, valid = first.astype(np.float32), np.ones(first.shape[:2], bool)
+    return frames, valid
