@@ -282,9 +282,41 @@ def evaluate_retrieval_task(restored, spec, split: str = "test", *,
   if spec.kind != "captions":
     raise ValueError(f"task {spec.name!r} is {spec.kind}, not a caption task")
   rate = int(restored.config.frontend.fbank.sample_rate)
-  clips, captions = [], []
-  for example, wav in spec.iter_audio(split, rate):
-    clips.append(wav)
+  audio, captions = stream_audio_embeddings(
+      restored, spec.iter_audio(split, rate), batch_size=batch_size,
+      max_seconds=max_seconds)
+  texts, owner = [], []
+  for i, caps in enumerate(captions):
+    texts.extend(caps)
+    owner.extend([i] * len(caps))
+  text = embed_text(restored, texts, tokenizer=tokenizer)
+  return {**retrieval_metrics(audio, text, owner), "num_clips": len(audio),
+          "num_captions": len(texts)}
+
+
+def stream_audio_embeddings(restored, pairs, *, batch_size: int = 16,
+                            max_seconds: float | None = 10.0,
+                            clips_per_call: int = 256):
+  """Embeds (example, waveform) pairs a few hundred clips at a time.
+
+  Returns:
+    ([N, E] audio embeddings, [the examples' captions]) without holding
+    more than `clips_per_call` waveforms in memory.
+  """
+  vectors, captions, pending = [], [], []
+
+  def flush():
+    if pending:
+      vectors.append(embed_audio(restored, pending, batch_size=batch_size,
+                                 max_seconds=max_seconds))
+      pending.clear()
+
+  for example, wav in pairs:
+    pending.append(wav)
     captions.append(example.captions)
-  return evaluate_retrieval(restored, clips, captions, tokenizer=tokenizer,
-                            batch_size=batch_size, max_seconds=max_seconds)
+    if len(pending) >= clips_per_call:
+      flush()
+  flush()
+  if not vectors:
+    raise ValueError("no clips to embed")
+  return np.concatenate(vectors), captions

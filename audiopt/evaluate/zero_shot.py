@@ -111,8 +111,15 @@ def evaluate_zero_shot(restored, clips: Sequence[np.ndarray],
 def evaluate_zero_shot_task(restored, spec, split: str | Sequence[str] = "test",
                             **kwargs) -> dict[str, Any]:
   """`evaluate_zero_shot` on a classification `TaskSpec` split (or splits,
-  e.g. all ESC-50 folds: zero-shot needs no training data)."""
+  e.g. all ESC-50 folds: zero-shot needs no training data); the audio is
+  streamed. kwargs: template, tokenizer, batch_size, max_seconds."""
   rate = int(restored.config.frontend.fbank.sample_rate)
-  clips = [wav for _, wav in spec.iter_audio(split, rate)]
-  return evaluate_zero_shot(restored, clips, spec.targets(split),
-                            spec.classes, spec.kind, **kwargs)
+  template = kwargs.pop("template", TEMPLATE)
+  tokenizer = kwargs.pop("tokenizer", None)
+  class_emb = retrieval.embed_text(
+      restored, class_prompts(spec.classes, template), tokenizer=tokenizer)
+  audio_emb, _ = retrieval.stream_audio_embeddings(
+      restored, spec.iter_audio(split, rate), **kwargs)
+  metrics = zero_shot_metrics(zero_shot_scores(audio_emb, class_emb),
+                              spec.targets(split), spec.kind)
+  return {**metrics, "num_clips": len(audio_emb)}
