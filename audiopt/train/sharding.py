@@ -10,6 +10,12 @@ rule preset:
   "fsdp"         + parameters sharded over fsdp on their "embed" axis.
   "fsdp_tensor"  + "mlp", "heads", "vocab", "conv_out" over tensor.
 
+An axis whose size the mesh axes do not divide (a 30522-wide vocabulary
+under tensor=4) cannot be sharded evenly: `fit_shardings` drops those mesh
+axes for that dimension, with a log line, instead of failing at init.
+`replicated_fraction` / `check_replication` measure how many parameter bytes
+stay whole on every device, the number FSDP exists to keep small.
+
 `DEFAULT_RULES` is "fsdp_tensor": with fsdp = tensor = 1 it is plain data
 parallelism. A mesh axis is used at most once per array; an activation
 [batch, time, embed] therefore keeps embed unsharded, since batch already
@@ -21,6 +27,7 @@ import contextlib
 import math
 from typing import Any
 
+from absl import logging
 import flax.linen as nn
 import jax
 import numpy as np
@@ -214,3 +221,140 @@ def shard_batch(local_batch: Mapping[str, Any], mesh: jax.sharding.Mesh,
       raise ValueError(f"cannot shard batch entry {key!r} of shape "
                        f"{value.shape} over {sharding.spec}: {e}") from e
   return out
+
+
+def _axes_of(entry: str | tuple[str, ...] | None) -> tuple[str, ...]:
+  if entry is None:
+    return ()
+  return (entry,) if isinstance(entry, str) else tuple(entry)
+
+
+def fit_spec(shape: Sequence[int], spec: jax.sharding.PartitionSpec,
+             mesh_shape: Mapping[str, int], name: str = "array"
+             ) -> jax.sharding.PartitionSpec:
+  """Drops mesh axes that do not divide their array dimension.
+
+  For each dimension the longest prefix of its mesh axes whose size product
+  divides the dimension is kept; the dropped axes are logged (warning).
+
+  Args:
+    shape: the array's shape.
+    spec: its PartitionSpec (may be shorter than the rank).
+    mesh_shape: mesh axis name -> size.
+    name: how the log line names the array.
+
+  Returns:
+    A PartitionSpec of the same length as `spec` that divides `shape`.
+  """
+  out = []
+  for dim, entry in enumerate(spec):
+    axes = _axes_of(entry)
+    keep = []
+    for axis in axes:
+      if shape[dim] % (math.prod(mesh_shape[a] for a in keep) *
+                       mesh_shape[axis]):
+        break
+      keep.append(axis)
+    if len(keep) < len(axes):
+      dropped = axes[len(keep):]
+      logging.warning(
+          "%s: dimension %d of size %d is not divisible by mesh axes %s "
+          "(size %d); it is replicated over %s instead", name, dim,
+          shape[dim], axes, math.prod(mesh_shape[a] for a in axes), dropped)
+    if not keep:
+      out.append(None)
+    elif isinstance(entry, str) or len(keep) == 1:
+      out.append(keep[0])
+    else:
+      out.append(tuple(keep))
+  return jax.sharding.PartitionSpec(*out)
+
+
+def fit_shardings(abstract_tree: Any, shardings_tree: Any) -> Any:
+  """Makes every NamedSharding of a tree divide its array's shape.
+
+  Args:
+    abstract_tree: arrays or `jax.ShapeDtypeStruct`s (anything with .shape).
+    shardings_tree: the same structure of `NamedSharding`s, e.g. from
+      `logical_to_shardings`.
+
+  Returns:
+    The shardings tree with indivisible mesh axes dropped (see `fit_spec`),
+    so `jax.jit(init, out_shardings=...)` cannot fail on an odd-sized axis.
+  """
+  def one(path, x, s):
+    spec = fit_spec(x.shape, s.spec, s.mesh.shape,
+                    name=jax.tree_util.keystr(path))
+    return s if spec == s.spec else jax.sharding.NamedSharding(s.mesh, spec)
+
+  return jax.tree_util.tree_map_with_path(one, abstract_tree, shardings_tree)
+
+
+def _is_replicated(s: jax.sharding.Sharding) -> bool:
+  if not isinstance(s, jax.sharding.NamedSharding):
+    return s.is_fully_replicated
+  return all(s.mesh.shape[a] == 1 for e in s.spec for a in _axes_of(e))
+
+
+def replicated_fraction(abstract_tree: Any, shardings_tree: Any = None
+                        ) -> tuple[float, list[tuple[str, int]]]:
+  """Share of the bytes of a tree that every device holds in full.
+
+  Args:
+    abstract_tree: arrays or ShapeDtypeStructs; when `shardings_tree` is None
+      each leaf's own `.sharding` is used.
+    shardings_tree: optional NamedShardings of the same structure.
+
+  Returns:
+    (fraction of bytes replicated on the mesh in [0, 1], the replicated
+    leaves as (path, bytes), largest first). An empty tree gives 0.0.
+  """
+  leaves = jax.tree_util.tree_leaves_with_path(abstract_tree)
+  shardings = ([x.sharding for _, x in leaves] if shardings_tree is None
+               else jax.tree_util.tree_leaves(shardings_tree))
+  total, replicated_leaves = 0, []
+  for (path, x), s in zip(leaves, shardings, strict=True):
+    nbytes = math.prod(x.shape) * np.dtype(x.dtype).itemsize
+    total += nbytes
+    if _is_replicated(s):
+      replicated_leaves.append((jax.tree_util.keystr(path), nbytes))
+  replicated_leaves.sort(key=lambda t: -t[1])
+  done = sum(b for _, b in replicated_leaves)
+  return (done / total if total else 0.0), replicated_leaves
+
+
+def check_replication(abstract_params: Any, max_fraction: float,
+                      action: str = "error", shardings_tree: Any = None
+                      ) -> float:
+  """Fails or warns when too many parameter bytes stay replicated.
+
+  Meant for FSDP runs (fsdp > 1): under the "data" preset every parameter
+  is replicated by design.
+
+  Args:
+    abstract_params: parameter arrays or ShapeDtypeStructs (with shardings,
+      or see `shardings_tree`).
+    max_fraction: the largest allowed replicated share of parameter bytes.
+    action: "error" raises, "warn" logs a warning, "off" only measures.
+    shardings_tree: optional shardings of the same structure.
+
+  Returns:
+    The replicated fraction.
+
+  Raises:
+    ValueError: with action "error", when the fraction exceeds
+      `max_fraction` (the message lists the largest replicated parameters);
+      or an unknown action.
+  """
+  if action not in ("error", "warn", "off"):
+    raise ValueError(f"replication check action {action!r}; valid: "
+                     "['error', 'off', 'warn']")
+  fraction, leaves = replicated_fraction(abstract_params, shardings_tree)
+  if action != "off" and fraction > max_fraction:
+    top = ", ".join(f"{p} ({b / 2**20:.1f} MiB)" for p, b in leaves[:5])
+    msg = (f"{fraction:.1%} of parameter bytes are replicated on every "
+           f"device (allowed: {max_fraction:.1%}); largest: {top}")
+    if action == "error":
+      raise ValueError(msg)
+    logging.warning("%s", msg)
+  return fraction
