@@ -351,7 +351,7 @@ def check_replication(abstract_params: Any, max_fraction: float,
                      "['error', 'off', 'warn']")
   fraction, leaves = replicated_fraction(abstract_params, shardings_tree)
   if action != "off" and fraction > max_fraction:
-    top = ", ".join(f"{p} ({b / 2**20:.1f} MiB)" for p, b in leaves[:5])
+    top = ", ".join(f"{p} ({b / 2**10:,.1f} KiB)" for p, b in leaves[:5])
     msg = (f"{fraction:.1%} of parameter bytes are replicated on every "
            f"device (allowed: {max_fraction:.1%}); largest: {top}")
     if action == "error":
