@@ -272,14 +272,15 @@ class _Prepare:
     wav = audio_io.decode_audio(record["audio"], name=clip_id,
                                 target_sample_rate=opts.sample_rate)
     size = opts.clip_samples
-    audio = np.zeros((size,), np.float32)
-    mask = np.zeros((size,), bool)
-    if wav.shape[0] > size:
+    if wav.shape[0] == size:  # the common case: no zero fill, no copy
+      audio, mask = np.asarray(wav, np.float32), np.ones((size,), bool)
+    elif wav.shape[0] > size:
       start = int(rng.integers(0, wav.shape[0] - size + 1)) if (
           opts.random_crop) else 0
-      audio[:] = wav[start:start + size]
-      mask[:] = True
+      audio, mask = wav[start:start + size].copy(), np.ones((size,), bool)
     else:
+      audio = np.zeros((size,), np.float32)
+      mask = np.zeros((size,), bool)
       audio[:wav.shape[0]] = wav
       mask[:wav.shape[0]] = True
     example = {"audio": audio, "audio_mask": mask, "clip_id": clip_id,
