@@ -132,6 +132,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.checkpoint_every = 2000
   c.train.keep_checkpoints = 3
   c.train.async_checkpoint = True
+  # Skip the update when the loss exceeds factor x the mean of the last
+  # `window` applied losses (decided inside the jitted step).
+  c.train.loss_spike = ml_collections.ConfigDict()
+  c.train.loss_spike.enabled = False
+  c.train.loss_spike.factor = 3.0
+  c.train.loss_spike.window = 20
 
   c.mesh = ml_collections.ConfigDict()
   c.mesh.data = -1           # -1: every device not used by the other axes

@@ -25,11 +25,58 @@ from audiopt.train import sharding
 
 @flax.struct.dataclass
 class TrainState:
-  """Everything a step changes: step [] int32, params and optimizer state."""
+  """Everything a step changes: step [] int32, params and optimizer state.
+
+  `spike` is the loss-spike policy's state when `train.loss_spike.enabled`
+  (see `init_spike`), else None (no leaves, so older checkpoints restore).
+  """
 
   step: jax.Array
   params: Any
   opt_state: Any
+  spike: Any = None
+
+
+def init_spike(config) -> dict[str, jax.Array] | None:
+  """The loss-spike state of `config.train.loss_spike`, or None if disabled.
+
+  Returns {"losses": [window] float32 ring of the last applied losses,
+  "count": [] int32 losses seen, "skipped": [] int32 updates skipped}.
+  """
+  spike = config.train.loss_spike
+  if not spike.enabled:
+    return None
+  return {"losses": jnp.zeros((spike.window,), jnp.float32),
+          "count": jnp.zeros((), jnp.int32),
+          "skipped": jnp.zeros((), jnp.int32)}
+
+
+def spike_check(spike: dict[str, jax.Array], loss: jax.Array, finite,
+                factor: float) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """Decides whether `loss` is a spike and updates the ring of losses.
+
+  Args:
+    spike: the state of `init_spike`.
+    loss: [] the step's loss.
+    finite: [] bool, whether loss and gradients are finite.
+    factor: a loss above factor x the running mean is a spike.
+
+  Returns:
+    ([] bool: apply the update, the new spike state). Until the window is
+    full nothing counts as a spike; spikes and non-finite losses stay out of
+    the ring, so one spike does not raise the bar for the next.
+  """
+  window = spike["losses"].shape[0]
+  full = spike["count"] >= window
+  mean = jnp.mean(spike["losses"])
+  is_spike = full & finite & (loss > factor * mean)
+  apply = finite & ~is_spike
+  slot = spike["count"] % window
+  losses = jnp.where(apply, spike["losses"].at[slot].set(loss),
+                     spike["losses"])
+  return apply, {"losses": losses,
+                 "count": spike["count"] + apply.astype(jnp.int32),
+                 "skipped": spike["skipped"] + is_spike.astype(jnp.int32)}
 
 
 @dataclasses.dataclass
@@ -70,7 +117,7 @@ def build(config, info: DatasetInfo, metadata: dict[str, Any], *,
     batch = model_lib.dummy_batch(1, num_samples)
     params = model.init({"params": rng}, batch, train=False)["params"]
     return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                      opt_state=tx.init(params))
+                      opt_state=tx.init(params), spike=init_spike(config))
 
   with sharding.mesh_and_rules(mesh, rules):
     abstract_boxed = jax.eval_shape(init_boxed, jax.random.key(0))
@@ -95,7 +142,8 @@ def init_state(setup: Setup, rng: jax.Array) -> TrainState:
     params = nn.meta.unbox(
         model.init({"params": rng}, batch, train=False)["params"])
     return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                      opt_state=tx.init(params))
+                      opt_state=tx.init(params),
+                      spike=init_spike(setup.config))
 
   with sharding.mesh_and_rules(setup.mesh, setup.rules):
     return jax.jit(init, out_shardings=setup.state_shardings)(rng)
@@ -107,12 +155,16 @@ def make_train_step(setup: Setup):
   The step splits the global batch into `grad_accum_steps` micro-batches,
   averages their gradients, and applies the update only when the loss and
   the gradients are finite (metrics["finite"] says whether they were), so a
-  bad batch never poisons the state that gets checkpointed.
+  bad batch never poisons the state that gets checkpointed. With
+  `train.loss_spike.enabled` it also skips updates whose loss exceeds
+  factor x the mean of the recent applied losses (metrics["spike_skipped"]:
+  updates skipped so far), all on device.
   """
   model, tx = setup.model, setup.tx
   accum = setup.config.optimizer.grad_accum_steps
   schedule = setup.schedule
   batch_spec = jax.sharding.PartitionSpec(("data", "fsdp"))
+  spike_factor = float(setup.config.train.loss_spike.factor)
 
   # icefall's adjusted batch count: batches of 600 s of audio seen so far.
   audio_seconds = (setup.config.train.global_batch_size *
@@ -156,15 +208,21 @@ def make_train_step(setup: Setup):
                                           (loss, metrics, grads))
     grad_norm = optax.global_norm(grads)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    apply, spike = finite, None
+    if state.spike is not None:
+      apply, spike = spike_check(state.spike, loss, finite, spike_factor)
     updates, new_opt = tx.update(grads, state.opt_state, state.params)
     new_params = optax.apply_updates(state.params, updates)
-    keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
+    keep = lambda new, old: jnp.where(apply, new, old)  # noqa: E731
     new_state = TrainState(
         step=state.step + 1,
         params=jax.tree.map(keep, new_params, state.params),
-        opt_state=jax.tree.map(keep, new_opt, state.opt_state))
+        opt_state=jax.tree.map(keep, new_opt, state.opt_state),
+        spike=spike)
     metrics = dict(metrics, loss=loss, grad_norm=grad_norm,
                    learning_rate=schedule(state.step), finite=finite)
+    if spike is not None:
+      metrics["spike_skipped"] = spike["skipped"]
     return new_state, metrics
 
   return jax.jit(step, in_shardings=(setup.state_shardings, None, None),

@@ -137,6 +137,8 @@ def train(config, workdir: str) -> tuple[Setup, TrainState]:
           _check_finite(*pending, workdir)
           means = {k: float(np.mean([np.asarray(m[k]) for m in history]))
                    for k in history[-1] if k != "finite"}
+          if "spike_skipped" in means:  # a running count: its latest value
+            means["spike_skipped"] = float(history[-1]["spike_skipped"])
           history = []
           writer.write(step, {**means, **writer.progress(step)})
         ckpt.save(step, state, data_iter, meta,
