@@ -5,8 +5,16 @@ A checkpoint step directory holds three items:
   data_iter the Grain iterator state, one file per process
   metadata  JSON: the config, the vocabularies and the front end settings,
             so a notebook can rebuild the model from the checkpoint alone
+
+Once Orbax has committed a step, `Checkpointer` writes CHECKSUMS into it:
+the SHA-256 of every file of the step. `latest_step` verifies the newest
+steps against it and moves a step whose files are missing, truncated or
+garbled to `<step>.corrupt-<n>` (logged), so a run resumes from the
+previous complete checkpoint. Orbax never lists its temporary directories,
+so a save killed midway is skipped too.
 """
 
+import hashlib
 import json
 import os
 from typing import Any
@@ -17,6 +25,58 @@ import jax
 import orbax.checkpoint as ocp
 
 STATE, DATA_ITER, METADATA = "state", "data_iter", "metadata"
+CHECKSUMS = "audiopt_checksums.json"
+
+
+def _file_digests(step_dir: str) -> dict[str, str]:
+  """{path relative to step_dir: sha256 hex} of its files but CHECKSUMS*."""
+  digests = {}
+  for root, _, files in os.walk(step_dir):
+    for name in files:
+      path = os.path.join(root, name)
+      rel = os.path.relpath(path, step_dir)
+      if rel.startswith(CHECKSUMS):  # the list itself and its temp file
+        continue
+      h = hashlib.sha256()
+      with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):  # noqa: B023
+          h.update(chunk)
+      digests[rel] = h.hexdigest()
+  return digests
+
+
+def write_checksums(step_dir: str) -> None:
+  """Writes CHECKSUMS of a committed step directory (atomically)."""
+  tmp = os.path.join(step_dir, CHECKSUMS + ".tmp")
+  with open(tmp, "w") as f:
+    json.dump(_file_digests(step_dir), f, indent=0, sort_keys=True)
+  os.replace(tmp, os.path.join(step_dir, CHECKSUMS))
+
+
+def verify_checksums(step_dir: str) -> str | None:
+  """Checks a step directory against its CHECKSUMS.
+
+  Returns:
+    None when every listed file is present with its digest (or the step has
+    no CHECKSUMS: written before this check existed, or killed between the
+    commit and the checksums, both complete by Orbax's commit marker);
+    otherwise a message naming the first bad file.
+  """
+  path = os.path.join(step_dir, CHECKSUMS)
+  if not os.path.exists(path):
+    return None
+  try:
+    with open(path) as f:
+      expected = json.load(f)
+  except (OSError, ValueError) as e:
+    return f"{path} unreadable: {e}"
+  actual = _file_digests(step_dir)
+  for rel, digest in sorted(expected.items()):
+    if rel not in actual:
+      return f"{os.path.join(step_dir, rel)} is missing"
+    if actual[rel] != digest:
+      return f"{os.path.join(step_dir, rel)} does not match its checksum"
+  return None
 
 
 class Checkpointer:
@@ -41,9 +101,43 @@ class Checkpointer:
         self.directory, item_names=(STATE, DATA_ITER, METADATA),
         options=options)
 
+  def _step_dir(self, step: int) -> str:
+    return os.path.join(self.directory, str(step))
+
+  def _write_pending_checksums(self) -> None:
+    """Writes CHECKSUMS into committed steps that lack them."""
+    if jax.process_index() != 0 or self._manager.is_saving_in_progress():
+      return
+    for step in self._manager.all_steps():
+      step_dir = self._step_dir(step)
+      if (os.path.isdir(step_dir) and
+          not os.path.exists(os.path.join(step_dir, CHECKSUMS))):
+        write_checksums(step_dir)
+
   def latest_step(self) -> int | None:
-    """Returns the newest complete checkpoint's step, or None."""
-    return self._manager.latest_step()
+    """Returns the newest verified complete checkpoint's step, or None.
+
+    Newer steps that fail `verify_checksums` are logged and moved aside to
+    `<step>.corrupt-<n>` (process 0), so the run resumes from the previous
+    one and may save that step again.
+    """
+    found, moved = None, False
+    for step in sorted(self._manager.all_steps(), reverse=True):
+      problem = verify_checksums(self._step_dir(step))
+      if problem is None:
+        found = step
+        break
+      logging.error("checkpoint: step %d is corrupt (%s); skipping it",
+                    step, problem)
+      if jax.process_index() == 0:
+        n = 0
+        while os.path.exists(f"{self._step_dir(step)}.corrupt-{n}"):
+          n += 1
+        os.rename(self._step_dir(step), f"{self._step_dir(step)}.corrupt-{n}")
+        moved = True
+    if moved:
+      self._manager.reload()
+    return found
 
   def all_steps(self) -> list[int]:
     """Returns the steps of all complete checkpoints, oldest first."""
@@ -52,6 +146,7 @@ class Checkpointer:
   def save(self, step: int, state: Any, data_iter: grain.DatasetIterator | None,
            metadata: dict[str, Any], *, force: bool = False) -> bool:
     """Saves at `step` if due (or `force`); returns whether a save started."""
+    self._write_pending_checksums()
     items = {STATE: ocp.args.StandardSave(state),
              METADATA: ocp.args.JsonSave(metadata)}
     if data_iter is not None:
@@ -83,12 +178,13 @@ class Checkpointer:
     return restored[STATE]
 
   def wait(self) -> None:
-    """Blocks until asynchronous saves have finished."""
+    """Blocks until asynchronous saves have finished and are checksummed."""
     self._manager.wait_until_finished()
+    self._write_pending_checksums()
 
   def close(self) -> None:
-    """Finishes pending saves and releases the manager."""
-    self._manager.wait_until_finished()
+    """Finishes pending saves, checksums them and releases the manager."""
+    self.wait()
     self._manager.close()
 
 
