@@ -37,6 +37,7 @@ EXTRAS = {
     "captioning": ["pycocoevalcap"],
     "test": [
         "apache-beam",
+        "hypothesis",
         "kaldi-native-fbank",
         "ipykernel",
         "nbclient",
