@@ -47,3 +47,4 @@ def test_inspect_checkpoint(demo_run):
   text = _text(nb)
   assert "step 2, encoder transformer/tiny" in text
   assert "total" in text and "true tags:" in text
+  assert "nearest neighbours of" in text
