@@ -18,7 +18,6 @@ no GPU/TPU-specific layouts or collectives buffers), good for "does it
 fit" with a margin, not to the last GiB. `--json=PATH` writes them too.
 """
 
-import dataclasses
 import json
 import math
 import os
@@ -77,25 +76,13 @@ def parse_mesh(text: str) -> dict[str, int]:
 
 def build_setup(config, info, metadata: dict[str, Any] | None = None,
                 devices=None):
-  """`step.build` with shardings fit to the array shapes.
-
-  An axis the mesh does not divide (e.g. a 30522-tag head under tensor=4)
-  is replicated over that mesh axis, logged, instead of failing at init.
+  """`step.build` (shardings already fit to the array shapes).
 
   Returns:
     The `audiopt.train.step.Setup`.
   """
-  import jax  # pylint: disable=g-import-not-at-top
-  from audiopt.train import sharding  # pylint: disable=g-import-not-at-top
   from audiopt.train import step as step_lib  # pylint: disable=g-import-not-at-top
-  setup = step_lib.build(config, info, metadata or {}, devices=devices)
-  shardings = sharding.fit_shardings(setup.abstract_state,
-                                     setup.state_shardings)
-  abstract = jax.tree.map(
-      lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-      setup.abstract_state, shardings)
-  return dataclasses.replace(setup, state_shardings=shardings,
-                             abstract_state=abstract)
+  return step_lib.build(config, info, metadata or {}, devices=devices)
 
 
 def abstract_batch(config, mesh) -> dict[str, Any]:

@@ -95,6 +95,10 @@ class Setup:
   metadata: dict[str, Any]
 
 
+# Under FSDP, a larger share of parameter bytes on every device is logged.
+_MAX_REPLICATED_FRACTION = 0.02
+
+
 def build(config, info: DatasetInfo, metadata: dict[str, Any], *,
           devices=None) -> Setup:
   """Builds mesh, model, optimizer and the sharded abstract train state.
@@ -122,10 +126,17 @@ def build(config, info: DatasetInfo, metadata: dict[str, Any], *,
   with sharding.mesh_and_rules(mesh, rules):
     abstract_boxed = jax.eval_shape(init_boxed, jax.random.key(0))
   logical = nn.get_partition_spec(abstract_boxed)
-  shardings = nn.logical_to_mesh_sharding(logical, mesh, rules)
+  unboxed = nn.meta.unbox(abstract_boxed)
+  # A mesh axis that does not divide a dimension (a 30522-tag head under
+  # tensor=4) replicates that dimension, with a warning, instead of failing.
+  shardings = sharding.fit_shardings(
+      unboxed, nn.logical_to_mesh_sharding(logical, mesh, rules))
   abstract = jax.tree.map(
       lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-      nn.meta.unbox(abstract_boxed), shardings)
+      unboxed, shardings)
+  if config.mesh.fsdp > 1:
+    sharding.check_replication(abstract.params, _MAX_REPLICATED_FRACTION,
+                               action="warn")
   return Setup(config=config, mesh=mesh, rules=rules, model=model, info=info,
                tx=tx, schedule=schedule, state_shardings=shardings,
                abstract_state=abstract, metadata=metadata)
