@@ -319,8 +319,9 @@ def test_killed_ingest_resumes_without_loss_or_duplicates(tmp_path):
     assert proc.poll() is None, "ingest finished before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    # Its workers die with it (PR_SET_PDEATHSIG). Zombies do not count: a
-    # container whose PID 1 does not reap orphans keeps them in the group.
+    # Its workers die with it (PR_SET_PDEATHSIG or their parent watchdog).
+    # Zombies do not count: a container whose PID 1 does not reap orphans
+    # keeps them in the group.
     gone = time.monotonic() + 20
     while _live_group_members(proc.pid) and time.monotonic() < gone:
       time.sleep(0.05)

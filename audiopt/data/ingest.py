@@ -49,6 +49,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from typing import Any, Iterable, Iterator
 
@@ -465,13 +466,26 @@ def journal_shard(journal: journal_lib.Journal, index: dict[str, Any]
 # The stage.
 
 
-def _init_worker() -> None:
-  """Makes a worker die with its parent (Linux), so no orphan writes."""
+def _init_worker(parent_pid: int) -> None:
+  """Makes a worker die with its parent, so no orphan writes or hangs.
+
+  PR_SET_PDEATHSIG (Linux) kills the worker at once, but only if the parent is
+  alive when it is set and only where the kernel or sandbox implements it; a
+  daemon thread that checks the parent pid covers both gaps, including a
+  worker idle on the task queue, which would otherwise wait forever.
+  """
   try:
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
   except (OSError, AttributeError):
-    pass  # Not Linux: the parent check before each rename still holds.
+    pass  # Not Linux: the watchdog and the check before each rename hold.
+
+  def watch():
+    while os.getppid() == parent_pid:
+      time.sleep(0.25)
+    os._exit(1)  # pylint: disable=protected-access
+
+  threading.Thread(target=watch, name="parent-watchdog", daemon=True).start()
 
 
 def _shard_prefix(shard_index: int, num_shards: int) -> str:
@@ -638,7 +652,8 @@ def _run_tasks(tasks, options: IngestOptions, workers: int, finished,
   context = multiprocessing.get_context("spawn")
   with concurrent.futures.ProcessPoolExecutor(
       max_workers=min(workers, len(tasks)), mp_context=context,
-      initializer=_init_worker) as pool:
+      initializer=_init_worker,
+      initargs=(os.getpid(),)) as pool:
     futures = {pool.submit(ingest_shard, rows, path, options,
                            parent_pid=os.getpid()): (path, len(rows))
                for path, rows in tasks}
