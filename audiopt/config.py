@@ -17,7 +17,7 @@ DTYPES = ("float32", "bfloat16")
 def base_config() -> ml_collections.ConfigDict:
   """Returns the locked base config with every key an experiment may set."""
   c = ml_collections.ConfigDict()
-  c.job = "train"           # what main.py runs: "train"
+  c.job = "train"           # what main.py runs: "train" | "study"
   c.seed = 0
 
   c.data = ml_collections.ConfigDict()
@@ -30,11 +30,23 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.prefetch = 2
   c.data.max_tags = 32
   c.data.max_weak_labels = 16
+  # The embedded demo world (audiopt/data/demo_world, audiopt/data/prepare).
   c.data.demo = ml_collections.ConfigDict()
-  c.data.demo.num_clips = 600
-  c.data.demo.num_task_clips = 240
-  c.data.demo.vocab_size = 64
+  c.data.demo.num_clips = 600        # pre-training clips
+  c.data.demo.num_task_clips = 240   # train clips per task (test: half)
+  c.data.demo.vocab_size = 64        # UTS vocabulary size K
   c.data.demo.seed = 1234
+  c.data.demo.min_seconds = 2.0      # pre-training clip lengths
+  c.data.demo.max_seconds = 6.0
+  c.data.demo.task_min_seconds = 2.0  # task clip lengths
+  c.data.demo.task_max_seconds = 6.0
+  c.data.demo.weak_drop_rate = 0.1   # weak-label noise: labels dropped,
+  c.data.demo.weak_swap_rate = 0.05  # and swapped for a wrong class
+  # Narrow the pre-training world ("" = everything); tasks stay complete.
+  c.data.demo.events = ""            # event kinds, "speech,music,rain"
+  c.data.demo.instruments = ""       # instruments, "piano,drums"
+  c.data.demo.attributes = ""        # "speech.emotion=neutral|sad,..."
+  c.data.demo.num_workers = 0        # generator processes; 0: one per core
 
   c.frontend = ml_collections.ConfigDict()
   c.frontend.fbank = ml_collections.ConfigDict()
@@ -64,6 +76,9 @@ def base_config() -> ml_collections.ConfigDict:
   # Unset (None) options keep the encoder's own default; setting one that
   # the encoder does not have fails with the encoder's valid options.
   c.encoder.remat = ml_collections.config_dict.placeholder(bool)
+  # What a rematerialised block keeps: a jax.checkpoint_policies name, e.g.
+  # "nothing_saveable" (least memory) or "dots_with_no_batch_dims_saveable".
+  c.encoder.remat_policy = ml_collections.config_dict.placeholder(str)
   c.encoder.scan_layers = ml_collections.config_dict.placeholder(bool)
   c.encoder.dropout_rate = ml_collections.config_dict.placeholder(float)
 
@@ -147,14 +162,31 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.eval = ml_collections.ConfigDict()
   c.eval.tasks = ""          # comma-separated TFDS names of probe tasks
+  c.eval.retrieval_tasks = ""  # caption-audio record sets (text-tower runs)
   c.eval.train_split = "train"
-  c.eval.test_split = "test"
-  c.eval.batch_size = 32
-  c.eval.clip_seconds = 10.0
-  c.eval.probes = "mean,attention"
+  c.eval.validation_split = "validation"  # early stopping, when the task has
+  c.eval.test_split = "test"              # it (else carved from train)
+  c.eval.batch_size = 32     # audio chunks per embedding batch
+  c.eval.clip_seconds = 0.0  # > 0: embed only each clip's first seconds
+  c.eval.chunk_seconds = 10.0  # longer clips: chunks, frames concatenated
+  c.eval.layer = "last"      # or an encoder intermediate, e.g. "layer_3"
+  c.eval.cache_dir = ""      # embedding cache; "": <workdir>/embeddings
+  # Both poolings are always reported (the paper's rankings flip); + kNN.
+  c.eval.probes = "mean,attention,knn"
+  c.eval.knn_k = 10
+  c.eval.knn_temperature = 0.07
   c.eval.compare_random_init = True
   c.eval.probe_epochs = 200
   c.eval.probe_learning_rate = 1e-3
+
+  # job="study" (audiopt/study): runs that differ from this config by a few
+  # keys, each trained (or reused) and evaluated on eval.tasks; results in
+  # <workdir>/results.{csv,md} and plots. "name: key=value, ...; name2: ..."
+  # where key is a config key or "data" (a data variant: uts, uts_k<K>,
+  # weak_labels, captions_<quality>); see audiopt/study/spec.py.
+  c.study = ml_collections.ConfigDict()
+  c.study.runs = ""
+  c.study.plots = True
 
   c.lock()
   return c
@@ -206,6 +238,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None
     num_devices: the global device count, to check mesh and batch sizes.
   """
   # Imported here so that `audiopt.config` stays importable without JAX work.
+  import jax  # pylint: disable=g-import-not-at-top
   from audiopt import objectives  # pylint: disable=g-import-not-at-top
   from audiopt.models import registry  # pylint: disable=g-import-not-at-top
   from audiopt.train import sharding  # pylint: disable=g-import-not-at-top
@@ -213,14 +246,22 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None
   def fail(key, msg):
     raise ValueError(f"config {key}: {msg}")
 
-  if config.job not in ("train",):
-    fail("job", f"{config.job!r} is not a job; valid: ['train']")
+  if config.job not in ("train", "study"):
+    fail("job", f"{config.job!r} is not a job; valid: ['study', 'train']")
+  if config.job == "study" and not config.study.runs.strip():
+    fail("study.runs", "is empty; a study lists its runs")
   if config.data.source not in DATA_SOURCES:
     fail("data.source", f"{config.data.source!r}; valid: {list(DATA_SOURCES)}")
   if config.data.source == "records" and not config.data.name:
     fail("data.name", "is empty; name the TFDS dataset of the records")
   if config.data.clip_seconds <= 0:
     fail("data.clip_seconds", "must be > 0")
+  if config.data.source == "demo":
+    from audiopt.data import prepare  # pylint: disable=g-import-not-at-top
+    try:
+      prepare.check_demo_config(config.data.demo)
+    except ValueError as e:
+      fail("data.demo", str(e))
   if config.encoder.name not in registry.list_encoders():
     fail("encoder.name", f"{config.encoder.name!r}; valid: "
          f"{registry.list_encoders()}")
@@ -228,6 +269,13 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None
   if config.encoder.size not in sizes:
     fail("encoder.size", f"{config.encoder.size!r} for encoder "
          f"{config.encoder.name!r}; valid: {sorted(sizes)}")
+  policy = config.encoder.remat_policy
+  if policy is not None and not callable(
+      getattr(jax.checkpoint_policies, policy, None)):
+    fail("encoder.remat_policy", f"{policy!r} is not in "
+         "jax.checkpoint_policies; valid: " + str(sorted(
+             n for n in dir(jax.checkpoint_policies) if not n.startswith("_")
+             and callable(getattr(jax.checkpoint_policies, n)))))
   if config.encoder.dtype not in DTYPES:
     fail("encoder.dtype", f"{config.encoder.dtype!r}; valid: {list(DTYPES)}")
   if config.objective.name not in objectives.list_objectives():
@@ -261,6 +309,14 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None
            f"{config.train.global_batch_size} / grad_accum_steps {accum} = "
            f"{micro} is not divisible by the {batch_shards} batch shards "
            "(data x fsdp devices)")
-  for probe in filter(None, config.eval.probes.split(",")):
-    if probe not in ("mean", "attention"):
-      fail("eval.probes", f"{probe!r}; valid: ['attention', 'mean']")
+  probes = [p.strip() for p in config.eval.probes.split(",") if p.strip()]
+  for probe in probes:
+    if probe not in ("mean", "attention", "knn"):
+      fail("eval.probes", f"{probe!r}; valid: ['attention', 'knn', 'mean']")
+  if not {"mean", "attention"} <= set(probes):
+    fail("eval.probes", f"{config.eval.probes!r} must hold both poolings, "
+         "'mean' and 'attention' (both are always reported)")
+  if config.eval.chunk_seconds <= 0:
+    fail("eval.chunk_seconds", "must be > 0")
+  if config.eval.knn_k < 1 or config.eval.knn_temperature <= 0:
+    fail("eval.knn_k", "knn_k must be >= 1 and knn_temperature > 0")

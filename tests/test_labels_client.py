@@ -26,7 +26,7 @@ import pytest
 import soundfile
 
 from audiopt.audio import io as audio_io
-from audiopt.data import demo_corpus
+from audiopt.data import demo_world
 from audiopt.data import journal
 from audiopt.labels import captioner as captioner_lib
 from audiopt.labels import client as client_lib
@@ -321,8 +321,8 @@ def _demo_captions(n):
   out = []
   for i in range(n):
     rng = np.random.default_rng([7, i])
-    scene = demo_corpus.sample_scene(rng, f"d{i}", duration_s=4.0)
-    out.append(demo_corpus.caption_scene(scene, rng))
+    scene = demo_world.sample_scene(rng, f"d{i}", duration_s=4.0)
+    out.append(demo_world.caption_scene(scene, rng))
   return out
 
 

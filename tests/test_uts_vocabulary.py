@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 
-from audiopt.data import demo_corpus
+from audiopt.data import demo_world
 from audiopt.data import journal
 from audiopt.labels import tagger as tagger_lib
 from audiopt.labels import vocabulary
@@ -279,8 +279,8 @@ def test_demo_captions_to_vocabulary(tmp_path):
   with journal.Journal(str(tmp_path / "captions")) as j:
     for i in range(60):
       rng = np.random.default_rng([11, i])
-      scene = demo_corpus.sample_scene(rng, f"d{i}", duration_s=3.0)
-      full, strong = demo_corpus.caption_scene(scene, rng)
+      scene = demo_world.sample_scene(rng, f"d{i}", duration_s=3.0)
+      full, strong = demo_world.caption_scene(scene, rng)
       j.add_result(scene.clip_id, caption=full, strong_caption=strong,
                    domain=scene.domain, source="demo")
   tags = tagger_lib.run_tag_stage(str(tmp_path / "captions"),
