@@ -50,6 +50,10 @@ def main(argv):
 
   config = _CONFIG.value
   config_lib.validate(config, jax.device_count())
+  if config.job == "study":  # a config with study runs: audiopt/study
+    from audiopt.study import runner  # pylint: disable=g-import-not-at-top
+    runner.run_study(config, _WORKDIR.value)
+    return
   jobs = {"train": trainer.train_and_evaluate}
   jobs[config.job](config, _WORKDIR.value)
 

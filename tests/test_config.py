@@ -75,3 +75,17 @@ def test_cli_override_wrong_type_fails(tmp_path):
       capture_output=True, text=True, timeout=300)
   assert proc.returncode != 0
   assert "num_steps" in proc.stderr
+
+
+def test_remat_policy_is_checked_and_reaches_the_encoder():
+  config = _load("configs/mtc.py", "encoder=transformer,runlocal")
+  config.encoder.remat_policy = "nothing_savable"
+  with pytest.raises(ValueError, match=r"encoder.remat_policy.*"
+                     r"'nothing_savable'.*nothing_saveable"):
+    config_lib.validate(config, 8)
+  config.encoder.remat = True
+  config.encoder.remat_policy = "nothing_saveable"
+  config_lib.validate(config, 8)
+  from audiopt.models import registry  # pylint: disable=g-import-not-at-top
+  encoder = registry.build_encoder(config.encoder)
+  assert encoder.remat and encoder.remat_policy == "nothing_saveable"

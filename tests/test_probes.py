@@ -215,3 +215,37 @@ def test_metrics_match_sklearn_when_installed():
           metrics.average_precision_score(labels, scores))
       assert probes.roc_auc(scores, labels) == pytest.approx(
           metrics.roc_auc_score(labels, scores))
+
+
+def test_given_validation_split_drives_early_stopping():
+  x, y = _blobs(600, 16, 4, seed=10, spread=0.5)
+  val = (x[400:500], y[400:500])
+  a = probes.fit_linear_probe(x[:400], y[:400], task="multiclass",
+                              num_classes=4, validation=val, **_FAST)
+  b = probes.fit_linear_probe(x[:400], y[:400], task="multiclass",
+                              num_classes=4, validation=val, **_FAST)
+  np.testing.assert_array_equal(a.predict(x[500:]), b.predict(x[500:]))
+  # The kept epoch is the one with the lowest loss on the given split.
+  assert a.val_loss == pytest.approx(
+      _loss(a, x[400:500], y[400:500]), rel=1e-4)
+  frames, mask, fy = _frames(500, 10, 8, 3, seed=11)
+  short = frames[350:450, :6], mask[350:450, :6], fy[350:450]
+  probe = probes.fit_attention_probe(frames[:350], mask[:350], fy[:350],
+                                     task="multiclass", num_classes=3,
+                                     num_heads=2, validation=short, **_FAST)
+  assert probes.evaluate_probe(probe, frames[450:], fy[450:],
+                               mask=mask[450:])["accuracy"] > 0.8
+
+
+def _loss(probe, x, y):
+  p = probe.predict(x)
+  return float(-np.mean(np.log(p[np.arange(len(y)), y])))
+
+
+def test_score_metrics_is_what_probes_report():
+  scores = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
+  assert probes.score_metrics(scores, np.array([0, 1, 1]), "multiclass",
+                              2) == {"accuracy": pytest.approx(2 / 3)}
+  got = probes.score_metrics(scores, np.array([[1, 0], [0, 1], [1, 1]]),
+                             "multilabel", 2)
+  assert set(got) == {"mAP", "roc_auc", "d_prime"}

@@ -8,8 +8,13 @@ Two probes, as the paper reports both (their rankings can flip):
   head attends over the valid frames) followed by a linear layer.
 
 Both share one training loop (`_fit`): features standardised with training
-statistics, AdamW, minibatches, early stopping on a validation split carved
-from the training set with the seed. Inputs and outputs are numpy arrays.
+statistics, AdamW (optax), minibatches, early stopping on the validation
+loss: of the task's own validation split when given (`validation=`), else
+of a split carved from the training set with the seed. The seed fixes the
+split, the initialisation and the batch order, so a probe is reproducible.
+Inputs and outputs are numpy arrays. `score_metrics` scores any [N, C]
+class scores the same way (the kNN probe in `knn.py` uses it): accuracy for
+multiclass tasks, mAP, ROC-AUC and d-prime for multilabel ones.
 """
 
 from __future__ import annotations
@@ -68,18 +73,39 @@ class AttentionPoolHead(nn.Module):
 
   @nn.compact
   def __call__(self, frames: jax.Array, mask: jax.Array) -> jax.Array:
-    head_dim = -(-frames.shape[-1] // self.num_heads)
+    dim = frames.shape[-1]
+    head_dim = -(-dim // self.num_heads)
     shape = (self.num_heads, head_dim)
     query = self.param("query", nn.initializers.normal(1.0), shape)
-    keys = nn.DenseGeneral(shape, name="key")(frames)       # [B, T, H, K]
-    values = nn.DenseGeneral(shape, name="value")(frames)   # [B, T, H, K]
-    logits = jnp.einsum("bthk,hk->bht", keys, query) / math.sqrt(head_dim)
+    key = nn.DenseGeneral(shape, name="key")
+    value = nn.DenseGeneral(shape, name="value")
+    # The same function as projecting every frame to keys and values, at
+    # the cost of one D-vector per head and frame instead of D x D: the
+    # projections are affine, so key_t . q_h = x_t . (W_k q_h) + b_k . q_h
+    # and sum_t w_t (x_t W_v + b_v) = (sum_t w_t x_t) W_v + b_v sum_t w_t.
+    # W and b come out of the layers themselves (applied to the identity
+    # and to zero), so parameters and initialisation are those of the
+    # per-frame form.
+    basis = jnp.concatenate([jnp.eye(dim, dtype=frames.dtype),
+                             jnp.zeros((1, dim), frames.dtype)])
+    rows = key(basis)                                       # [D + 1, H, K]
+    key_bias = rows[-1]
+    key_dirs = jnp.einsum("dhk,hk->dh", rows[:-1] - key_bias, query)
+    logits = (jnp.einsum("btd,dh->bht", frames, key_dirs) +
+              jnp.einsum("hk,hk->h", key_bias, query)[None, :, None])
+    logits = logits / math.sqrt(head_dim)
     valid = mask[:, None, :]
     logits = jnp.where(valid, logits, jnp.finfo(logits.dtype).min)
     # The second mask zeroes a clip with no valid frame instead of averaging
     # its padding.
-    weights = jax.nn.softmax(logits, axis=-1) * valid
-    pooled = jnp.einsum("bht,bthk->bhk", weights, values)
+    weights = jax.nn.softmax(logits, axis=-1) * valid       # [B, H, T]
+    mixed = jnp.einsum("bht,btd->bhd", weights, frames)     # [B, H, D]
+    projected = value(jnp.concatenate(
+        [mixed, jnp.zeros_like(mixed[:, :1])], axis=1))     # [B, H+1, H, K]
+    value_bias = projected[:, -1]                           # [B, H, K]
+    heads = jnp.arange(self.num_heads)
+    pooled = projected[:, heads, heads]                     # head h's own
+    pooled = pooled - value_bias * (1.0 - weights.sum(-1))[..., None]
     return nn.Dense(self.num_classes, name="out")(
         pooled.reshape(pooled.shape[0], -1))
 
@@ -169,7 +195,9 @@ def fit_linear_probe(train_x: np.ndarray, train_y: np.ndarray, *, task: str,
                      num_classes: int, val_fraction: float = 0.1,
                      seed: int = 0, max_epochs: int = 200, lr: float = 1e-3,
                      weight_decay: float = 1e-4, patience: int = 10,
-                     batch_size: int = 256) -> Probe:
+                     batch_size: int = 256,
+                     validation: tuple[np.ndarray, np.ndarray] | None = None
+                     ) -> Probe:
   """Trains a linear probe on clip vectors.
 
   Args:
@@ -185,6 +213,9 @@ def fit_linear_probe(train_x: np.ndarray, train_y: np.ndarray, *, task: str,
     weight_decay: AdamW decoupled weight decay.
     patience: epochs without validation-loss improvement before stopping.
     batch_size: minibatch size.
+    validation: (val_x [M, D], val_y) of a task's own validation split: early
+      stopping uses it instead of a `val_fraction` of the training clips
+      (which all train then).
 
   Returns:
     The trained `Probe`, holding the parameters of the best validation epoch.
@@ -196,10 +227,18 @@ def fit_linear_probe(train_x: np.ndarray, train_y: np.ndarray, *, task: str,
   mean = x.mean(axis=0, dtype=np.float64)
   std = _safe_std(x.std(axis=0, dtype=np.float64))
   inputs = (((x - mean) / std).astype(np.float32),)
+  val = None
+  if validation is not None:
+    val_x, val_y = validation
+    val_x = np.asarray(val_x, np.float32)
+    if val_x.ndim != 2:
+      raise ValueError(f"validation x must be [M, D], got {val_x.shape}")
+    _check_dim(val_x.shape[-1], x.shape[-1])
+    val = ((((val_x - mean) / std).astype(np.float32),), val_y)
   return _fit(LinearHead(num_classes), inputs, train_y, mean, std, task=task,
               num_classes=num_classes, val_fraction=val_fraction, seed=seed,
               max_epochs=max_epochs, lr=lr, weight_decay=weight_decay,
-              patience=patience, batch_size=batch_size)
+              patience=patience, batch_size=batch_size, validation=val)
 
 
 def fit_attention_probe(train_frames: np.ndarray, train_mask: np.ndarray,
@@ -207,7 +246,9 @@ def fit_attention_probe(train_frames: np.ndarray, train_mask: np.ndarray,
                         num_heads: int = 4, val_fraction: float = 0.1,
                         seed: int = 0, max_epochs: int = 200, lr: float = 1e-3,
                         weight_decay: float = 1e-4, patience: int = 10,
-                        batch_size: int = 256) -> Probe:
+                        batch_size: int = 256,
+                        validation: tuple[np.ndarray, np.ndarray, np.ndarray]
+                        | None = None) -> Probe:
   """Trains a multi-head attention-pooling probe on frames.
 
   Args:
@@ -220,6 +261,9 @@ def fit_attention_probe(train_frames: np.ndarray, train_mask: np.ndarray,
     num_heads: attention heads (each with its own learned query).
     val_fraction, seed, max_epochs, lr, weight_decay, patience, batch_size:
       as for `fit_linear_probe`.
+    validation: (val_frames [M, T2, D], val_mask [M, T2], val_y) of a task's
+      own validation split, used for early stopping instead of
+      `val_fraction`.
 
   Returns:
     The trained `Probe`.
@@ -233,11 +277,18 @@ def fit_attention_probe(train_frames: np.ndarray, train_mask: np.ndarray,
   centred = np.where(valid, frames, mean) - mean
   std = _safe_std(np.sqrt((centred ** 2).sum((0, 1)) / count))
   inputs = (_standardise_frames(frames, mask, mean, std), mask)
+  val = None
+  if validation is not None:
+    val_frames, val_mask, val_y = validation
+    val_frames, val_mask = _check_frames(val_frames, val_mask)
+    _check_dim(val_frames.shape[-1], frames.shape[-1])
+    val = ((_standardise_frames(val_frames, val_mask, mean, std), val_mask),
+           val_y)
   return _fit(AttentionPoolHead(num_classes, num_heads), inputs, train_y,
               mean, std, task=task, num_classes=num_classes,
               val_fraction=val_fraction, seed=seed, max_epochs=max_epochs,
               lr=lr, weight_decay=weight_decay, patience=patience,
-              batch_size=batch_size)
+              batch_size=batch_size, validation=val)
 
 
 def evaluate_probe(probe: Probe, x: np.ndarray, y: np.ndarray, *,
@@ -255,9 +306,27 @@ def evaluate_probe(probe: Probe, x: np.ndarray, y: np.ndarray, *,
     classes with positives), "roc_auc" (macro over classes with positives and
     negatives), "d_prime" (sqrt(2) * Phi^-1(roc_auc))}.
   """
-  scores = probe.predict(x, mask)
-  labels = _check_labels(y, probe.task, probe.num_classes, scores.shape[0])
-  if probe.task == "multiclass":
+  return score_metrics(probe.predict(x, mask), y, probe.task,
+                       probe.num_classes)
+
+
+def score_metrics(scores: np.ndarray, y: np.ndarray, task: str,
+                  num_classes: int) -> dict[str, float]:
+  """Metrics of class scores [N, C] against targets (probes and kNN alike).
+
+  Args:
+    scores: [N, C] scores, higher meaning more likely.
+    y: int class ids [N] (multiclass) or multi-hot [N, C] (multilabel).
+    task: "multiclass" or "multilabel".
+    num_classes: C.
+
+  Returns:
+    multiclass: {"accuracy"} of the argmax; multilabel: {"mAP", "roc_auc",
+    "d_prime"} as `evaluate_probe` describes them.
+  """
+  scores = np.asarray(scores)
+  labels = _check_labels(y, task, num_classes, scores.shape[0])
+  if task == "multiclass":
     return {"accuracy": float(np.mean(scores.argmax(axis=1) == labels))}
   auc = macro_roc_auc(scores, labels)
   return {"mAP": mean_average_precision(scores, labels), "roc_auc": auc,
@@ -347,8 +416,14 @@ def d_prime(auc: float) -> float:
 def _fit(model: nn.Module, inputs: tuple[np.ndarray, ...], train_y: Any,
          mean: np.ndarray, std: np.ndarray, *, task: str, num_classes: int,
          val_fraction: float, seed: int, max_epochs: int, lr: float,
-         weight_decay: float, patience: int, batch_size: int) -> Probe:
-  """Trains `model` on standardised `inputs` (each [N, ...]); see fit_*."""
+         weight_decay: float, patience: int, batch_size: int,
+         validation: tuple[tuple[np.ndarray, ...], Any] | None = None
+         ) -> Probe:
+  """Trains `model` on standardised `inputs` (each [N, ...]); see fit_*.
+
+  `validation` is (standardised inputs, labels) of a separate validation
+  split; its examples are appended to the data and never trained on.
+  """
   if task not in TASKS:
     raise ValueError(f"unknown task {task!r}; valid tasks: {', '.join(TASKS)}")
   n = inputs[0].shape[0]
@@ -360,9 +435,19 @@ def _fit(model: nn.Module, inputs: tuple[np.ndarray, ...], train_y: Any,
   if not 0.0 <= val_fraction < 1.0:
     raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
   rng = np.random.default_rng(seed)
-  perm = rng.permutation(n)
-  num_val = min(int(round(n * val_fraction)), n - 1)
-  val_idx, train_idx = perm[:num_val], perm[num_val:]
+  if validation is not None:
+    val_inputs, val_y = validation
+    m = val_inputs[0].shape[0]
+    val_labels = _check_labels(val_y, task, num_classes, m)
+    # Frames of the two splits may differ in length: pad to the longer.
+    inputs = tuple(_concat_padded(a, b) for a, b in zip(inputs, val_inputs))
+    labels = np.concatenate([labels, val_labels])
+    train_idx, val_idx = np.arange(n), np.arange(n, n + m)
+    num_val = m
+  else:
+    perm = rng.permutation(n)
+    num_val = min(int(round(n * val_fraction)), n - 1)
+    val_idx, train_idx = perm[:num_val], perm[num_val:]
   batch = min(batch_size, train_idx.size)
 
   params = model.init(jax.random.PRNGKey(seed),
@@ -455,6 +540,17 @@ def _epoch_fns(model: nn.Module, task: str):
     return total / jnp.maximum(count, 1.0)
 
   return run_epoch, eval_loss
+
+
+def _concat_padded(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+  """Concatenates [N, T1, ...] and [M, T2, ...] along axis 0, zero-padding
+  (False for masks) axis 1 of the shorter: frames and masks of two splits."""
+  if a.ndim >= 2 and a.ndim == b.ndim and a.shape[1] != b.shape[1]:
+    t = max(a.shape[1], b.shape[1])
+    pad = lambda x: np.pad(x, [(0, 0), (0, t - x.shape[1])] +  # pylint: disable=g-long-lambda
+                           [(0, 0)] * (x.ndim - 2))
+    a, b = pad(a), pad(b)
+  return np.concatenate([a, b])
 
 
 def _batches(idx: np.ndarray, batch: int) -> np.ndarray:
