@@ -15,9 +15,9 @@ import pytest
 torch = pytest.importorskip("torch", reason="the adapters need the torch "
                             "extra: pip install 'audiopt[torch]'")
 
-from audiopt.adapters import frozen_encoder  # noqa: E402
-from audiopt.adapters import hear  # noqa: E402
-from audiopt.adapters import xares  # noqa: E402
+from audiopt.export import frozen_encoder  # noqa: E402
+from audiopt.export import hear  # noqa: E402
+from audiopt.export import xares  # noqa: E402
 from audiopt.train import restore  # noqa: E402
 from audiopt.train import trainer  # noqa: E402
 from conftest import quick_demo_config  # noqa: E402
@@ -108,7 +108,7 @@ def test_hear_validator_passes_when_installed(run_dir):
   if importlib.util.find_spec("hearvalidator") is None:
     pytest.skip("hearvalidator is not installed; the checks above mirror it")
   from hearvalidator import validate
-  validate.ValidateModel("audiopt.adapters.hear", run_dir, "cpu")()
+  validate.ValidateModel("audiopt.export.hear", run_dir, "cpu")()
 
 
 def test_xares_encoder_contract(run_dir):

@@ -6,6 +6,13 @@ and `<out>/encoder_config.json` (front end and encoder sections of the run's
 config). `audiopt.export.encoder.load_encoder` reads them back without the
 training code. This module imports the training code only inside
 `export_checkpoint`, so loading an export never pulls in optax or orbax.
+
+Benchmark adapters (the optional `torch` extra) live beside it: `hear`, the
+HEAR 2021 common API module that hear-eval-kit / hear-validator import
+(load_model, get_scene_embeddings, get_timestamp_embeddings), and `xares`,
+an X-ARES encoder class (`AudioptEncoder`). Both wrap
+`frozen_encoder.FrozenEncoder`, a torch module whose forward calls the
+jitted JAX encoder of a restored run.
 """
 
 import json

@@ -1,7 +1,7 @@
 """The HEAR 2021 common API on a run's frozen encoder.
 
-  hear-validator audiopt.adapters.hear --model /path/to/run_workdir
-  python -m heareval.embeddings.runner audiopt.adapters.hear \
+  hear-validator audiopt.export.hear --model /path/to/run_workdir
+  python -m heareval.embeddings.runner audiopt.export.hear \
       --model /path/to/run_workdir --tasks-dir tasks/
 
 `load_model(model_file_path)` takes a run's workdir (or its checkpoints
@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from audiopt.adapters import frozen_encoder
+from audiopt.export import frozen_encoder
 
 
 class HearModel(torch.nn.Module):

@@ -1,6 +1,6 @@
 """An X-ARES encoder on a run's frozen JAX encoder.
 
-  python -m xares.run audiopt/adapters/xares.py src/tasks/*.py
+  python -m xares.run audiopt/export/xares.py src/tasks/*.py
 
 X-ARES loads this file and instantiates the class whose name ends in
 "Encoder" with no arguments, so the run is read from
@@ -19,7 +19,7 @@ import os
 
 import torch
 
-from audiopt.adapters import frozen_encoder
+from audiopt.export import frozen_encoder
 
 CHECKPOINT_ENV = "AUDIOPT_XARES_CHECKPOINT"
 
