@@ -1,12 +1,12 @@
 """A run's frozen encoder as a batched numpy function, for the adapters.
 
 `FrozenEncoder(restored).frames(audio [B, N])` returns the frames of every
-clip at the encoder's hop, whatever the length: audio longer than
-`chunk_seconds` is cut into chunks of a whole number of hops, each chunk is
-encoded on its own (the encoder's context is one chunk) and the frames are
-concatenated, so frame i always covers [i * hop, (i + 1) * hop). Chunks are
-padded up to a whole second with a mask, so a handful of compiled shapes
-serve every length.
+clip at the encoder's hop, whatever the length, through the evaluation
+suite's own chunked extraction (`evaluate.embeddings.embed_waveforms`):
+audio longer than `chunk_seconds` is cut into chunks of a whole number of
+hops, each chunk is encoded on its own (the encoder's context is one chunk)
+and the valid frames are concatenated, so frame i always covers
+[i * hop, (i + 1) * hop).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import os
 import jax
 import numpy as np
 
+from audiopt.evaluate import embeddings
 from audiopt.train import restore
-from audiopt.train import sharding
 
 CHECKPOINT_ENV = "AUDIOPT_CHECKPOINT"
 
@@ -60,20 +60,17 @@ class FrozenEncoder:
       seconds = min(seconds, float(max_seconds))
     self.chunk_samples = max(
         int(seconds * self.sample_rate) // self.hop_samples, 1) * self.hop_samples
-    model = restored.setup.model
-
-    def embed(params, audio, mask):
-      out = model.apply({"params": params}, audio, mask, train=False,
-                        method=model.embed)
-      frames = out.frames if layer is None else out.intermediates[layer]
-      return frames.astype(np.float32), out.mask
-
-    self._fn = jax.jit(embed)
+    setup = restored.setup
+    self._fn = embeddings.make_embed_fn(setup.model, setup.mesh, setup.rules,
+                                        layer=layer)
     probe = jax.eval_shape(
-        self._fn, restored.params,
-        jax.ShapeDtypeStruct((1, self.sample_rate), np.float32),
+        lambda p, a, m: setup.model.apply({"params": p}, a, m, train=False,
+                                          method=setup.model.embed),
+        restored.params, jax.ShapeDtypeStruct((1, self.sample_rate),
+                                              np.float32),
         jax.ShapeDtypeStruct((1, self.sample_rate), bool))
-    self.dim = int(probe[0].shape[-1])
+    self.dim = int((probe.frames if layer in (None, embeddings.LAST)
+                    else probe.intermediates[layer]).shape[-1])
 
   def frames(self, audio: np.ndarray,
              mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -81,14 +78,15 @@ class FrozenEncoder:
 
     Args:
       audio: [B, N] float waveforms at `sample_rate` (or [N]).
-      mask: optional [B, N] bool, True on real samples (default all).
+      mask: optional [B, N] bool, True on each row's real samples, a prefix
+        (default all).
 
     Returns:
       (frames [B, T, D] float32, valid [B, T] bool): the valid frames of
       each chunk, chunks in order. T is about N / hop (an encoder's
       subsampling may drop a frame or two at each chunk's edges); rows
-      shorter than others end in zero, invalid frames. A clip too short for
-      one valid frame gets the first frame of its padded chunk.
+      shorter than others end in zero, invalid frames; T >= 1 even when no
+      clip is long enough for a valid frame.
     """
     audio = np.asarray(audio, np.float32)
     if audio.ndim == 1:
@@ -105,29 +103,14 @@ class FrozenEncoder:
             else np.asarray(mask, bool))
     if mask.shape != audio.shape:
       raise ValueError(f"mask must be {audio.shape}, got {mask.shape}")
-    frames, valid = [], []
-    first = None
-    with sharding.mesh_and_rules(self.restored.setup.mesh,
-                                 self.restored.setup.rules):
-      for start in range(0, n, self.chunk_samples):
-        piece = audio[:, start:start + self.chunk_samples]
-        piece_mask = mask[:, start:start + self.chunk_samples]
-        length = piece.shape[1]
-        # Pad to a whole second (at most to the chunk) to bound recompiles.
-        padded = min(-(-length // self.sample_rate) * self.sample_rate,
-                     self.chunk_samples)
-        if padded > length:
-          piece = np.pad(piece, ((0, 0), (0, padded - length)))
-          piece_mask = np.pad(piece_mask, ((0, 0), (0, padded - length)))
-        out, out_mask = self._fn(self.restored.params, piece, piece_mask)
-        out, out_mask = np.asarray(out), np.asarray(out_mask)
-        if first is None:
-          first = out[:, :1]
-        count = int(out_mask.sum(axis=1).max())
-        frames.append(np.where(out_mask[:, :count, None], out[:, :count], 0))
-        valid.append(out_mask[:, :count])
-    frames = np.concatenate(frames, axis=1).astype(np.float32)
-    valid = np.concatenate(valid, axis=1)
-    if frames.shape[1] == 0:
-      frames, valid = first.astype(np.float32), np.ones(first.shape[:2], bool)
-    return frames, valid
+    lengths = mask.sum(axis=1)
+    if (mask != (np.arange(n) < lengths[:, None])).any():
+      raise ValueError("mask must be True on a prefix of each row (the real "
+                       "samples) and False after it")
+    out = embeddings.embed_waveforms(
+        self._fn, self.restored.params,
+        [row[:length] for row, length in zip(audio, lengths)],
+        batch_size=len(audio), chunk_seconds=self.chunk_samples /
+        self.sample_rate, sample_rate=self.sample_rate,
+        mesh=self.restored.setup.mesh, lengths=[int(k) for k in lengths])
+    return out["frames"], out["mask"]
