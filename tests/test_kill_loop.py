@@ -46,9 +46,12 @@ def test_stage_killed_at_random_points_ends_as_a_clean_run(stage, tmp_path):
     assert summary["kill_points"]["partial"] >= 1, summary
 
 
-def test_ingest_with_worker_processes(tmp_path):
-  # The whole process group is killed: the stage and its pool's workers.
-  summary, _ = _loop(tmp_path, "--stage=ingest", "--trials=3", "--workers=2")
+@pytest.mark.parametrize("kill", ["group", "process"])
+def test_ingest_with_worker_processes(kill, tmp_path):
+  # "group": the stage and its pool's workers die together; "process": the
+  # stage alone, restarted at once while its workers notice they are orphans.
+  summary, _ = _loop(tmp_path, "--stage=ingest", "--trials=3", "--workers=2",
+                     f"--kill={kill}")
   assert summary["failed_trials"] == 0, summary["problems"]
   assert summary["kills"] >= 3
 

@@ -14,9 +14,12 @@ For a stage, the tool builds the stage's inputs (WAV clips and a manifest,
 then every upstream stage, each run to completion), runs the stage once
 uninterrupted (the reference; its wall time is the stage's duration D),
 then runs trials. A trial starts the stage in a fresh directory and
-SIGKILLs it (its whole process group, so ingest workers too) after a delay
-drawn uniformly from [0, D) by a seeded RNG; the first start of a trial is
-repeated until a kill lands. The stage is then restarted in the same
+SIGKILLs it after a delay drawn uniformly from [0, D) by a seeded RNG: its
+whole process group (ingest workers too), or with `--kill=process` its main
+process alone, restarting at once while orphaned workers may still run. The
+first start of a trial is repeated afresh until a kill lands (D shrinks to
+the time of a fresh start that ended first: with warm caches a study start
+is faster than the reference). The stage is then restarted in the same
 directory, up to `--max_kills` times, each restart killed at a new random
 delay unless it finishes first, and finally run to the end. Its output is
 compared with the reference by content, order-insensitively: every id
@@ -336,10 +339,18 @@ class Child:
           self.returncode = os.waitstatus_to_exitcode(status)
     return self.returncode
 
-  def kill(self) -> None:
-    """SIGKILLs its whole process group and reaps it."""
+  def kill(self, group: bool = True) -> None:
+    """SIGKILLs it, with its whole process group by default, and reaps it.
+
+    Args:
+      group: also its workers; False kills the stage's process alone (as
+        the OOM killer would), leaving its workers to notice.
+    """
     try:
-      os.killpg(self.pid, signal.SIGKILL)
+      if group:
+        os.killpg(self.pid, signal.SIGKILL)
+      else:
+        os.kill(self.pid, signal.SIGKILL)
     except ProcessLookupError:
       pass
     self.wait()
@@ -391,13 +402,14 @@ def fork_child(fn: Callable[[], None], log_path: str) -> Child:
   return Child(pid)
 
 
-def run_killed(start: Callable[[], Child], delay_s: float) -> tuple[bool,
-                                                                     float]:
-  """Starts a stage and SIGKILLs its group after `delay_s` unless it ends.
+def run_killed(start: Callable[[], Child], delay_s: float, *,
+               group: bool = True) -> tuple[bool, float]:
+  """Starts a stage and SIGKILLs it after `delay_s` unless it ends first.
 
   Args:
     start: starts the stage.
     delay_s: seconds after the start.
+    group: kill its process group (see `Child.kill`).
 
   Returns:
     (whether the kill landed, seconds it ran).
@@ -413,7 +425,7 @@ def run_killed(start: Callable[[], Child], delay_s: float) -> tuple[bool,
       break
     time.sleep(min(left, 0.002 if delay_s < 1 else 0.05))
   if child.poll() is None:
-    child.kill()
+    child.kill(group)
     return True, time.monotonic() - started
   if child.returncode != 0:
     raise RuntimeError(f"stage exited with status {child.returncode} "
@@ -625,7 +637,7 @@ def study_snapshot(workdir: str) -> dict[str, Any]:
 
 
 def kill_loop(stage: str, workdir: str, *, trials: int = 20, seed: int = 0,
-              max_kills: int = 3, workers: int = 1,
+              max_kills: int = 3, workers: int = 1, kill_group: bool = True,
               study_flags: Sequence[str] = (),
               report: Callable[[dict[str, Any]], None] = print
               ) -> dict[str, Any]:
@@ -638,6 +650,8 @@ def kill_loop(stage: str, workdir: str, *, trials: int = 20, seed: int = 0,
     seed: seeds the kill delays.
     max_kills: most kills per trial (the number is drawn from 1..max_kills).
     workers: ingest worker processes (more than 1: a process pool).
+    kill_group: kill a start's process group; False: its main process
+      only, restarting at once while its workers may still be alive.
     study_flags: extra flags of the study command.
     report: called with each trial's dict.
 
@@ -708,16 +722,29 @@ def kill_loop(stage: str, workdir: str, *, trials: int = 20, seed: int = 0,
                "reference_items": len(expected["items"]), "temporary": 0,
                "retries": 0, "seed": seed, "problems": []}
     full = progress_of(stage, ref_out)
+    groups = []
+
+    def tracked(start: Callable[[], Child]) -> Callable[[], Child]:
+      def go() -> Child:
+        child = start()
+        groups.append(child.pid)
+        return child
+      return go
+
     for trial in range(trials):
       out = os.path.join(workdir, "trials", f"{trial:03d}")
       delays, points, retries = [], [], 0
       for attempt in range(max(1, rng.randint(1, max_kills))):
         for retry in range(20):
           delay = rng.uniform(0, duration)
-          landed, _ = run_killed(starter(out), delay)
+          landed, ran = run_killed(tracked(starter(out)), delay,
+                                   group=kill_group)
           if landed or attempt:
             break
-          shutil.rmtree(out, ignore_errors=True)  # ran out: a fresh start
+          # A fresh start ended first: starts got faster than the reference
+          # (warm caches), so later delays are drawn over this start's time.
+          duration = min(duration, ran)
+          shutil.rmtree(out, ignore_errors=True)
         retries += retry
         if not landed:
           break
@@ -730,6 +757,11 @@ def kill_loop(stage: str, workdir: str, *, trials: int = 20, seed: int = 0,
         run_to_end(starter(out))
       got = take(out)
       problems = compare(expected, got)
+      while groups:  # workers of starts killed alone, if any are left
+        try:
+          os.killpg(groups.pop(), signal.SIGKILL)
+        except ProcessLookupError:
+          pass
       summary["kills"] += len(delays)
       summary["temporary"] += len(got["temporary"])
       if problems:
@@ -797,6 +829,10 @@ def main(argv: Sequence[str] | None = None) -> int:
   parser.add_argument("--max_kills", type=int, default=3)
   parser.add_argument("--workers", type=int, default=1,
                       help="ingest worker processes")
+  parser.add_argument("--kill", choices=("group", "process"),
+                      default="group",
+                      help="kill the stage's process group, or its main "
+                           "process alone (ingest workers then outlive it)")
   parser.add_argument("--workdir", default="",
                       help="scratch directory (default: a new temporary one)")
   parser.add_argument("--keep", action="store_true",
@@ -814,7 +850,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   try:
     summary = kill_loop(args.stage, workdir, trials=args.trials,
                         seed=args.seed, max_kills=args.max_kills,
-                        workers=args.workers, study_flags=extra,
+                        workers=args.workers,
+                        kill_group=args.kill == "group", study_flags=extra,
                         report=report)
   finally:
     if made and not args.keep:
