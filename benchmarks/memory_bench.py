@@ -29,6 +29,8 @@ def peak_bytes(encoder: str, size: str, batch: int, args) -> int:
   c.encoder.name, c.encoder.size, c.encoder.dtype = encoder, size, args.dtype
   if args.remat:
     c.encoder.remat = True
+  if args.scan_layers:
+    c.encoder.scan_layers = True
   c.objective.name = "mtc"
   c.data.clip_seconds = args.seconds
   c.train.global_batch_size = batch
@@ -51,6 +53,9 @@ def main():
                       help="the two batch sizes the fit uses")
   parser.add_argument("--remat", action="store_true",
                       help="set encoder.remat (per-layer rematerialisation)")
+  parser.add_argument("--scan_layers", action="store_true",
+                      help="set encoder.scan_layers (one compiled layer per "
+                      "stack: far faster compiles of Zipformer-M)")
   parser.add_argument("--json", default=None)
   args = parser.parse_args()
   budget = args.budget_gib * 2**30
