@@ -18,10 +18,10 @@ longest clip with a mask [N, T], which the probes take as they are.
 In a multi-process job every process reads every clip, feeds its own rows
 of each global batch, and gets all rows back.
 
-`load_on_mesh(workdir)` restores any run's checkpoint with its parameters
-sharded over the run's mesh, and `checkpoint_embeddings(workdir, data_dir,
-task, split, options=..., cache_dir=...)` embeds a record set with it in
-one call.
+`checkpoint_embeddings(workdir, data_dir, task, split, options=...,
+cache_dir=...)` restores a run's checkpoint with its parameters sharded over
+the run's mesh (`restore.load_checkpoint(..., on_mesh=True)`) and embeds a
+record set with it in one call.
 """
 
 from __future__ import annotations
@@ -33,62 +33,14 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import jax
-import ml_collections
 import numpy as np
 
 from audiopt.audio import io as audio_io
 from audiopt.evaluate import cache as cache_lib
-from audiopt.objectives import DatasetInfo
-from audiopt.train import checkpoint as checkpoint_lib
+from audiopt.train import restore
 from audiopt.train import sharding
-from audiopt.train import step as step_lib
 
 LAST = "last"
-
-
-class OnMesh:
-  """A run's model and parameters on its mesh (the fields of
-  `audiopt.train.restore.Restored` that evaluators use: step, config,
-  metadata, setup, params, tokenizer)."""
-
-  def __init__(self, *, step, config, metadata, setup, params):
-    self.step, self.config, self.metadata = step, config, metadata
-    self.setup, self.params = setup, params
-
-  @property
-  def tokenizer(self):
-    text = self.metadata.get("tokenizer")
-    if not text:
-      return None
-    from audiopt.text import tokenizer as tokenizer_lib  # pylint: disable=g-import-not-at-top
-    return tokenizer_lib.TextTokenizer.from_json(text)
-
-
-def load_on_mesh(path: str, step: int | None = None) -> "OnMesh":
-  """Restores a run's checkpoint onto the mesh of its own config.
-
-  Like `audiopt.train.restore.load_checkpoint`, but the parameters stay
-  sharded over every device as the run trained them, so evaluation runs on
-  the mesh.
-
-  Args:
-    path: a run's workdir or its `checkpoints` directory.
-    step: which step; the newest when None.
-  """
-  ckpt_dir = path
-  if os.path.isdir(os.path.join(path, "checkpoints")):
-    ckpt_dir = os.path.join(path, "checkpoints")
-  step, metadata = checkpoint_lib.read_metadata(ckpt_dir, step)
-  config = ml_collections.ConfigDict(metadata["config"])
-  info = DatasetInfo.from_metadata(metadata["data"])
-  setup = step_lib.build(config, info, metadata["data"])
-  manager = checkpoint_lib.Checkpointer(ckpt_dir, save_every=1)
-  try:
-    state = manager.restore(step, setup.abstract_state, None)
-  finally:
-    manager.close()
-  return OnMesh(step=step, config=config, metadata=metadata, setup=setup,
-                params=state.params)
 
 
 def checkpoint_embeddings(path: str, data_dir: str, task: str, split: str, *,
@@ -109,7 +61,7 @@ def checkpoint_embeddings(path: str, data_dir: str, task: str, split: str, *,
     As `extract`: frames [N, T, D], mask, label_ids, clip_id.
   """
   from audiopt.data import records  # pylint: disable=g-import-not-at-top
-  run = load_on_mesh(path, step)
+  run = restore.load_checkpoint(path, step, on_mesh=True)
   options = options or ExtractOptions.from_config(run.config)
   fn = make_embed_fn(run.setup.model, run.setup.mesh, run.setup.rules,
                      layer=options.layer)

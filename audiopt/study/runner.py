@@ -49,6 +49,7 @@ from audiopt.study import results as results_lib
 from audiopt.study import spec as spec_lib
 from audiopt.study import variants
 from audiopt.train import checkpoint as checkpoint_lib
+from audiopt.train import restore
 from audiopt.train import step as step_lib
 
 RANDOM_INIT = "random_init"
@@ -204,7 +205,7 @@ class Study:
         raise RuntimeError(f"run {spec.name!r} stopped before step "
                            f"{config.train.num_steps} (preempted?); rerun "
                            "the study to resume it")
-    restored = embeddings.load_on_mesh(run_dir)
+    restored = restore.load_checkpoint(run_dir, on_mesh=True)
     model_id = cache_lib.model_id(restored.params, restored.step)
     info = {**(_read_json(info_path) or {}), "model_id": model_id,
             "step": restored.step}
@@ -223,8 +224,8 @@ class Study:
                            source.metadata)
     state = step_lib.init_state(setup, jax.random.key(config.seed + 1))
     model_id = cache_lib.model_id(state.params, "init")
-    restored = embeddings.OnMesh(step=0, config=config, metadata={},
-                                 setup=setup, params=state.params)
+    restored = restore.Restored(step=0, config=config, metadata={},
+                                setup=setup, params=state.params)
     t0 = time.time()
     self.evaluate_encoder(RANDOM_INIT, RANDOM_INIT_LABEL, config, restored,
                           model_id, text_tower=False)

@@ -1,8 +1,9 @@
-"""Rebuilds a trained model from its checkpoint alone, on one CPU device.
+"""Rebuilds a trained model from its checkpoint alone.
 
 What a notebook or an evaluation script needs: the config, the vocabularies
 and the front end come from the checkpoint's metadata, the parameters from
-its state, laid out on a single device whatever mesh saved them.
+its state, laid out on a single device whatever mesh saved them, or, with
+`on_mesh=True`, sharded over the run's own mesh (evaluation at scale).
 """
 
 import dataclasses
@@ -27,7 +28,8 @@ class Restored:
     step: the checkpoint's step.
     config: the run's ConfigDict.
     metadata: the checkpoint metadata (config, data vocabularies, front end).
-    setup: the trainer Setup on a one-device mesh (model, mesh, rules...).
+    setup: the trainer Setup (model, mesh, rules...): a one-device mesh, or
+      the run's own with `load_checkpoint(..., on_mesh=True)`.
     params: the parameters.
   """
 
@@ -108,12 +110,15 @@ class Restored:
     return [(self.tag_names[i], float(scores[i])) for i in order]
 
 
-def load_checkpoint(path: str, step: int | None = None) -> Restored:
-  """Loads a run's checkpoint onto one device.
+def load_checkpoint(path: str, step: int | None = None, *,
+                    on_mesh: bool = False) -> Restored:
+  """Loads a run's checkpoint onto one device, or onto the run's mesh.
 
   Args:
     path: a run's workdir or its `checkpoints` directory.
     step: which step; the newest when None.
+    on_mesh: keep the mesh of the run's config over every device, the
+      parameters sharded as the run trained them; else one device.
 
   Returns:
     A `Restored` model.
@@ -123,10 +128,12 @@ def load_checkpoint(path: str, step: int | None = None) -> Restored:
     ckpt_dir = os.path.join(path, "checkpoints")
   step, metadata = checkpoint_lib.read_metadata(ckpt_dir, step)
   config = ml_collections.ConfigDict(metadata["config"])
-  config.mesh.data = config.mesh.fsdp = config.mesh.tensor = 1
+  devices = None
+  if not on_mesh:
+    config.mesh.data = config.mesh.fsdp = config.mesh.tensor = 1
+    devices = jax.devices()[:1]
   info = DatasetInfo.from_metadata(metadata["data"])
-  setup = step_lib.build(config, info, metadata["data"],
-                        devices=jax.devices()[:1])
+  setup = step_lib.build(config, info, metadata["data"], devices=devices)
   manager = checkpoint_lib.Checkpointer(ckpt_dir, save_every=1)
   try:
     state = manager.restore(step, setup.abstract_state, None)
