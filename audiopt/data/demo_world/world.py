@@ -27,6 +27,15 @@ def _split(text: Any, what: str) -> list[str]:
   return [t.strip() for t in text.replace(";", ",").split(",") if t.strip()]
 
 
+def _checked_names(text: Any, key: str, what: str, valid
+                   ) -> frozenset[str] | None:
+  """Names in a comma-separated config value, each checked; None if none."""
+  names = _split(text, key)
+  for name in names:
+    core.check_name(what, name, valid)
+  return frozenset(names) if names else None
+
+
 def categorical_attributes(kind: str) -> dict[str, core.Cat]:
   """The categorical attributes of an event kind, or of "scene" traits."""
   spec = scene_lib.TRAITS if kind == "scene" else scene_lib.EVENT_ATTRIBUTES[
@@ -50,18 +59,10 @@ def parse_restrictions(events: str = "", instruments: str = "",
     ValueError: an unknown event kind, instrument, attribute or value,
       naming it and listing the valid ones.
   """
-  kinds = None
-  names = _split(events, "data.demo.events")
-  if names:
-    for name in names:
-      core.check_name("event kind", name, scene_lib.EVENT_KINDS)
-    kinds = frozenset(names)
-  allowed_instruments = None
-  names = _split(instruments, "data.demo.instruments")
-  if names:
-    for name in names:
-      core.check_name("instrument", name, music.INSTRUMENTS)
-    allowed_instruments = frozenset(names)
+  kinds = _checked_names(events, "data.demo.events", "event kind",
+                         scene_lib.EVENT_KINDS)
+  allowed_instruments = _checked_names(instruments, "data.demo.instruments",
+                                       "instrument", music.INSTRUMENTS)
   values: dict[tuple[str, str], frozenset[Any]] = {}
   valid_kinds = scene_lib.EVENT_KINDS + ("scene",)
   for entry in _split(attributes, "data.demo.attributes"):
