@@ -81,6 +81,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.encoder.remat_policy = ml_collections.config_dict.placeholder(str)
   c.encoder.scan_layers = ml_collections.config_dict.placeholder(bool)
   c.encoder.dropout_rate = ml_collections.config_dict.placeholder(float)
+  # Transformer and ViT attention: "xla" (default, any device) or "cudnn"
+  # (fused flash attention on GPU; bfloat16, no attention dropout).
+  c.encoder.attention_impl = ml_collections.config_dict.placeholder(str)
 
   c.objective = ml_collections.ConfigDict()
   c.objective.name = "mtc"
@@ -240,6 +243,7 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None
   # Imported here so that `audiopt.config` stays importable without JAX work.
   import jax  # pylint: disable=g-import-not-at-top
   from audiopt import objectives  # pylint: disable=g-import-not-at-top
+  from audiopt.models import layers  # pylint: disable=g-import-not-at-top
   from audiopt.models import registry  # pylint: disable=g-import-not-at-top
   from audiopt.train import sharding  # pylint: disable=g-import-not-at-top
 
@@ -276,6 +280,10 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None
          "jax.checkpoint_policies; valid: " + str(sorted(
              n for n in dir(jax.checkpoint_policies) if not n.startswith("_")
              and callable(getattr(jax.checkpoint_policies, n)))))
+  impl = config.encoder.attention_impl
+  attention_impls = ["xla", *layers.FUSED_ATTENTION]
+  if impl is not None and impl not in attention_impls:
+    fail("encoder.attention_impl", f"{impl!r}; valid: {attention_impls}")
   if config.encoder.dtype not in DTYPES:
     fail("encoder.dtype", f"{config.encoder.dtype!r}; valid: {list(DTYPES)}")
   if config.objective.name not in objectives.list_objectives():

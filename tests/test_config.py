@@ -89,3 +89,15 @@ def test_remat_policy_is_checked_and_reaches_the_encoder():
   from audiopt.models import registry  # pylint: disable=g-import-not-at-top
   encoder = registry.build_encoder(config.encoder)
   assert encoder.remat and encoder.remat_policy == "nothing_saveable"
+
+
+def test_attention_impl_is_checked_and_reaches_the_blocks():
+  config = _load("configs/mtc.py", "encoder=vit,runlocal")
+  config.encoder.attention_impl = "flash"
+  with pytest.raises(ValueError, match=r"encoder.attention_impl.*'flash'"
+                     r".*'xla', 'cudnn'"):
+    config_lib.validate(config, 8)
+  config.encoder.attention_impl = "cudnn"
+  config_lib.validate(config, 8)
+  from audiopt.models import registry  # pylint: disable=g-import-not-at-top
+  assert registry.build_encoder(config.encoder).attention_impl == "cudnn"

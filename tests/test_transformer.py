@@ -1,6 +1,7 @@
 """Tests of the shared layers, Conv2d subsampling, transformer and registry."""
 
 import functools
+from unittest import mock
 
 import flax.linen as nn
 import jax
@@ -9,6 +10,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from audiopt.models import layers
 from audiopt.models import registry
 from audiopt.models import subsampling
 from audiopt.models import transformer
@@ -201,3 +203,55 @@ def test_register_encoder_rejects_name_clash():
     @registry.register_encoder("transformer")
     class Other(nn.Module):  # pylint: disable=unused-variable
       SIZES = {"tiny": {}}
+
+
+def _reference_attention(q, k, v, mask):
+  """Numpy softmax attention over valid keys; zero-key rows use key 0."""
+  q, k, v = (np.asarray(a, np.float64) for a in (q, k, v))
+  logits = np.einsum("bqhd,bkhd->bhqk", q, k) / np.sqrt(q.shape[-1])
+  valid = np.asarray(mask).copy()
+  valid[~valid.any(-1), 0] = True
+  logits = np.where(valid[:, None, None, :], logits, -np.inf)
+  w = np.exp(logits - logits.max(-1, keepdims=True))
+  w /= w.sum(-1, keepdims=True)
+  return np.einsum("bhqk,bkhd->bqhd", w, v)
+
+
+def test_prefix_masked_attention_matches_reference():
+  # The "cudnn" encoders call jax's fused attention with key lengths taken
+  # from the mask; its XLA implementation checks those lengths here.
+  b, t, h, d = 3, 9, 2, 8
+  q, k, v = (jax.random.normal(jax.random.key(i), (b, t, h, d))
+             for i in range(3))
+  mask = jnp.arange(t)[None, :] < jnp.array([9, 4, 0])[:, None]
+  got = layers.prefix_masked_attention(q, k, v, mask, "xla")
+  np.testing.assert_allclose(got, _reference_attention(q, k, v, mask),
+                             atol=1e-5)
+
+
+def test_attention_impls_agree_in_the_block():
+  x = jax.random.normal(jax.random.key(0), (2, 7, 16))
+  mask = jnp.arange(7)[None, :] < jnp.array([7, 3])[:, None]
+  attn = layers.MultiHeadSelfAttention(num_heads=2)
+  params = attn.init(jax.random.key(1), x, mask)
+  ref = attn.apply(params, x, mask)
+  # Same parameters through the fused-attention path (its XLA form on CPU).
+  fused = layers.MultiHeadSelfAttention(num_heads=2, attention_impl="cudnn")
+  with mock.patch.object(
+      layers, "prefix_masked_attention",
+      functools.partial(_xla_prefix_attention,
+                        layers.prefix_masked_attention)):
+    got = fused.apply(params, x, mask)
+  np.testing.assert_allclose(got[mask], ref[mask], atol=1e-5)
+  with pytest.raises(ValueError, match="no attention dropout"):
+    layers.MultiHeadSelfAttention(
+        num_heads=2, dropout_rate=0.1, attention_impl="cudnn").apply(
+            params, x, mask, train=True, rngs={"dropout": jax.random.key(2)})
+  with pytest.raises(ValueError, match=r"unknown attention_impl 'flash'"):
+    layers.MultiHeadSelfAttention(num_heads=2, attention_impl="flash").apply(
+        params, x, mask)
+
+
+def _xla_prefix_attention(fn, q, k, v, mask, implementation):
+  assert implementation == "cudnn"
+  return fn(q, k, v, mask, "xla")

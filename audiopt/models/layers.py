@@ -172,6 +172,37 @@ class Mlp(nn.Module):
     return nn.with_logical_constraint(y, BATCH_TIME_EMBED)
 
 
+# `attention_impl` values served by `jax.nn.dot_product_attention` with key
+# lengths (its "xla" implementation is what tests compare them against).
+FUSED_ATTENTION = ("cudnn",)
+ATTENTION_LENGTH_MULTIPLE = 64
+
+
+def prefix_masked_attention(q: jax.Array, k: jax.Array, v: jax.Array,
+                            mask: jax.Array, implementation: str
+                            ) -> jax.Array:
+  """Scaled dot-product attention over keys masked by a valid prefix.
+
+  Args:
+    q, k, v: [B, T, H, K] queries, keys and values (unscaled).
+    mask: [B, T] bool, True on valid keys, which must come first.
+    implementation: "cudnn" (fused flash attention, GPU) or "xla".
+
+  Returns:
+    [B, T, H, K] in q's dtype. An example with no valid key attends to its
+    first key (finite; its queries are padding for the caller to ignore).
+  """
+  lengths = jnp.maximum(jnp.sum(mask, axis=-1, dtype=jnp.int32), 1)
+  t = q.shape[1]
+  # cuDNN's flash attention takes sequence lengths in multiples of 64 only;
+  # the extra keys lie past every example's length, so they get no weight.
+  pad = [(0, 0), (0, -t % ATTENTION_LENGTH_MULTIPLE), (0, 0), (0, 0)]
+  q, k, v = (jnp.pad(a, pad) for a in (q, k, v))
+  out = jax.nn.dot_product_attention(
+      q, k, v, key_value_seq_lengths=lengths, implementation=implementation)
+  return out[:, :t]
+
+
 class MultiHeadSelfAttention(nn.Module):
   """Masked multi-head self-attention.
 
@@ -185,6 +216,11 @@ class MultiHeadSelfAttention(nn.Module):
     dropout_rate: dropout on the attention weights.
     dtype: compute dtype.
     param_dtype: parameter dtype.
+    attention_impl: "xla" (einsum, softmax, einsum: runs everywhere, takes
+      any key mask and attention dropout) or "cudnn" (cuDNN's fused flash
+      attention through `jax.nn.dot_product_attention`: GPU only, bfloat16
+      or float16, no attention dropout in training, and the key mask must be
+      a valid prefix, padding at the end, as every encoder's is).
   """
 
   num_heads: int
@@ -192,6 +228,7 @@ class MultiHeadSelfAttention(nn.Module):
   dropout_rate: float = 0.0
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
+  attention_impl: str = "xla"
 
   @nn.compact
   def __call__(self, x: jax.Array, mask: jax.Array,
@@ -207,14 +244,25 @@ class MultiHeadSelfAttention(nn.Module):
     q = nn.with_logical_constraint(proj("query")(x), BATCH_TIME_HEADS_KV)
     k = nn.with_logical_constraint(proj("key")(x), BATCH_TIME_HEADS_KV)
     v = nn.with_logical_constraint(proj("value")(x), BATCH_TIME_HEADS_KV)
-    q = q * jnp.asarray(head_dim ** -0.5, q.dtype)
-    logits = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32)
-    # A finite floor keeps fully padded rows (length-0 examples) NaN-free.
-    logits = jnp.where(mask[:, None, None, :], logits,
-                       jnp.finfo(jnp.float32).min)
-    weights = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
-    weights = nn.Dropout(self.dropout_rate)(weights, deterministic=not train)
-    ctx = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
+    if self.attention_impl == "xla":
+      q = q * jnp.asarray(head_dim ** -0.5, q.dtype)
+      logits = jnp.einsum("bqhd,bkhd->bhqk", q, k).astype(jnp.float32)
+      # A finite floor keeps fully padded rows (length-0 examples) NaN-free.
+      logits = jnp.where(mask[:, None, None, :], logits,
+                         jnp.finfo(jnp.float32).min)
+      weights = jax.nn.softmax(logits, axis=-1).astype(self.dtype)
+      weights = nn.Dropout(self.dropout_rate)(weights,
+                                              deterministic=not train)
+      ctx = jnp.einsum("bhqk,bkhd->bqhd", weights, v)
+    elif self.attention_impl in FUSED_ATTENTION:
+      if train and self.dropout_rate > 0:
+        raise ValueError(
+            f"attention_impl={self.attention_impl!r} has no attention "
+            f"dropout; set the attention dropout rate to 0 or use 'xla'")
+      ctx = prefix_masked_attention(q, k, v, mask, self.attention_impl)
+    else:
+      raise ValueError(f"unknown attention_impl {self.attention_impl!r}; "
+                       f"valid: {['xla', *FUSED_ATTENTION]}")
     ctx = nn.with_logical_constraint(ctx, BATCH_TIME_HEADS_KV)
     y = DenseGeneral(d, ("heads", "kv", "embed"), axis=(-2, -1),
                      dtype=self.dtype, param_dtype=self.param_dtype,

@@ -44,6 +44,7 @@ class TransformerBlock(nn.Module):
     attention_dropout_rate: dropout on attention weights.
     dtype: compute dtype.
     param_dtype: parameter dtype.
+    attention_impl: `layers.MultiHeadSelfAttention.attention_impl`.
   """
 
   num_heads: int
@@ -52,6 +53,7 @@ class TransformerBlock(nn.Module):
   attention_dropout_rate: float = 0.0
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
+  attention_impl: str = "xla"
 
   @nn.compact
   def __call__(self, x: jax.Array, mask: jax.Array,
@@ -61,7 +63,7 @@ class TransformerBlock(nn.Module):
     h = layers.LayerNorm(name="norm_attn", **kw)(x)
     h = layers.MultiHeadSelfAttention(
         self.num_heads, dropout_rate=self.attention_dropout_rate,
-        name="attn", **kw)(h, mask, train)
+        attention_impl=self.attention_impl, name="attn", **kw)(h, mask, train)
     x = x + nn.Dropout(self.dropout_rate)(h, deterministic=not train)
     h = layers.LayerNorm(name="norm_mlp", **kw)(x)
     h = layers.Mlp(self.mlp_dim, dropout_rate=self.dropout_rate, name="mlp",
@@ -116,6 +118,7 @@ class TransformerEncoder(nn.Module):
   remat: bool = False
   remat_policy: str = "dots_with_no_batch_dims_saveable"
   scan_layers: bool = False
+  attention_impl: str = "xla"
 
   hop_ms: ClassVar[float] = 40.0
   SIZES: ClassVar[dict[str, dict[str, Any]]] = SIZES
@@ -161,7 +164,8 @@ class TransformerEncoder(nn.Module):
     x = nn.Dropout(self.dropout_rate)(x, deterministic=not train)
     block_kw = dict(num_heads=self.num_heads, mlp_dim=self.mlp_dim,
                     dropout_rate=self.dropout_rate,
-                    attention_dropout_rate=self.attention_dropout_rate, **kw)
+                    attention_dropout_rate=self.attention_dropout_rate,
+                    attention_impl=self.attention_impl, **kw)
     block_cls = self._block_class()
     keep = lambda y: jnp.where(mask[..., None], y, jnp.zeros((), y.dtype))
     intermediates = {}

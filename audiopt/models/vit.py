@@ -76,6 +76,9 @@ class VitEncoder(nn.Module):
     scan_layers: run blocks with `nn.scan`; parameters are then stacked under
       "layers" with a leading [L] axis named "layers", and `intermediates`
       holds only the last block's output.
+    attention_impl: "xla" or "cudnn" (fused flash attention on GPU, for
+      bfloat16 without attention dropout); see
+      `layers.MultiHeadSelfAttention`.
   """
 
   num_layers: int
@@ -94,6 +97,7 @@ class VitEncoder(nn.Module):
   remat: bool = False
   remat_policy: str = "dots_with_no_batch_dims_saveable"
   scan_layers: bool = False
+  attention_impl: str = "xla"
 
   SIZES: ClassVar[dict[str, dict[str, Any]]] = SIZES
 
@@ -191,7 +195,8 @@ class VitEncoder(nn.Module):
     keep = lambda y: jnp.where(mask[..., None], y, jnp.zeros((), y.dtype))
     block_kw = dict(num_heads=self.num_heads, mlp_dim=self.mlp_dim,
                     dropout_rate=self.dropout_rate,
-                    attention_dropout_rate=self.attention_dropout_rate, **kw)
+                    attention_dropout_rate=self.attention_dropout_rate,
+                    attention_impl=self.attention_impl, **kw)
     block_cls = self._block_class()
     intermediates = {}
     if self.scan_layers:
