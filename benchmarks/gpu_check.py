@@ -3,6 +3,7 @@ r"""Checks and times bfloat16 training of each encoder on one GPU.
   python benchmarks/gpu_check.py [--encoders=transformer:base,vit:b,zipformer:m]
       [--batch=64] [--seconds=10] [--repeats=10] [--peak_tflops=989]
       [--scan_layers] [--no_spec_augment] [--prng_impl=threefry2x32]
+      [--attention=xla|cudnn] [--dropout=0.1] [--no_parts]
 
 For each encoder: builds the trainer's real step (front end in float32,
 encoder in bfloat16, MTC over 2,000 tags, AdamW, donated state) on all local
@@ -19,11 +20,18 @@ in under 5 minutes on one H100 or H200.
 To show where a step's time goes it also times, on the same batch, the
 front end alone (log-mel + SpecAugment, jitted) and the encoder's eval
 forward alone; `--scan_layers` cuts compile time, `--prng_impl=rbg` swaps
-the threefry dropout bits for the cheaper RBG generator.
+the threefry dropout bits for the cheaper RBG generator. `--attention=cudnn`
+runs the transformer and ViT attention as cuDNN flash attention and checks
+its eval forward against the XLA attention's on the same batch (the FLOPs
+are always counted with XLA attention: cost analysis does not see into the
+cuDNN call).
 """
 
 import argparse
+import os
 import statistics
+import subprocess
+import sys
 import time
 
 import jax
@@ -35,25 +43,33 @@ from audiopt.train import sharding
 from audiopt.train import step as step_lib
 
 
-def check(encoder: str, size: str, args) -> dict:
-  """Builds, compiles and times one encoder's train step; returns numbers."""
+INFO = DatasetInfo(num_tags=2000, num_weak_labels=527,
+                   tag_names=tuple(map(str, range(2000))))
+
+
+def step_config(encoder: str, size: str, args):
+  """The trainer config of one checked step (bfloat16 encoder, MTC)."""
   c = config_lib.base_config()
   c.encoder.name, c.encoder.size, c.encoder.dtype = encoder, size, "bfloat16"
   if args.scan_layers:
     c.encoder.scan_layers = True
   c.frontend.use_spec_augment = not args.no_spec_augment
+  if args.dropout is not None:
+    c.encoder.dropout_rate = args.dropout
+  if encoder != "zipformer":
+    c.encoder.attention_impl = args.attention
   c.data.clip_seconds = args.seconds
   c.train.global_batch_size = args.batch
   c.optimizer.warmup_steps = 1
   c.optimizer.learning_rate = 1e-4
-  info = DatasetInfo(num_tags=2000, num_weak_labels=527,
-                     tag_names=tuple(map(str, range(2000))))
-  setup = step_lib.build(c, info, {})
-  state = step_lib.init_state(setup, jax.random.key(0))
-  train_step = step_lib.make_train_step(setup)
+  return c
+
+
+def host_batch(args) -> dict[str, np.ndarray]:
+  """A fixed global batch: args.batch clips of args.seconds of noise."""
   rng = np.random.default_rng(0)
   n = int(args.seconds * 16000)
-  local = {
+  return {
       "audio": rng.uniform(-0.3, 0.3, (args.batch, n)).astype(np.float32),
       "audio_mask": np.ones((args.batch, n), bool),
       "tags": rng.integers(0, 2000, (args.batch, 10)).astype(np.int32),
@@ -61,20 +77,41 @@ def check(encoder: str, size: str, args) -> dict:
       "label_ids": -np.ones((args.batch, 1), np.int32),
       "valid": np.ones((args.batch,), bool),
   }
+
+
+def check(encoder: str, size: str, args) -> dict:
+  """Builds, compiles and times one encoder's train step; returns numbers."""
+  c = step_config(encoder, size, args)
+  info = INFO
+  setup = step_lib.build(c, info, {})
+  state = step_lib.init_state(setup, jax.random.key(0))
+  train_step = step_lib.make_train_step(setup)
+  xla_model = _xla_attention_model(c, info)  # built outside the mesh rules
+  local = host_batch(args)
   with sharding.mesh_and_rules(setup.mesh, setup.rules):
     batch = sharding.shard_batch(local, setup.mesh)
     t0 = time.perf_counter()
     compiled = train_step.lower(state, batch, jax.random.key(1)).compile()
     compile_s = time.perf_counter() - t0
-    front_ms, fwd_ms = _parts_ms(setup, state.params, batch, args.repeats)
+    front_ms = fwd_ms = float("nan")
+    if not args.no_parts:
+      front_ms, fwd_ms = _parts_ms(setup, state.params, batch, args.repeats)
     losses, times = [], []
     for _ in range(args.repeats + 2):
       t0 = time.perf_counter()
       state, metrics = compiled(state, batch, jax.random.key(1))
       losses.append(float(metrics["loss"]))  # syncs
       times.append(time.perf_counter() - t0)
+    try:  # after the timing, so that a failed comparison keeps the times
+      attention_diff = _attention_diff(setup.model, xla_model, state.params,
+                                       batch)
+    except Exception as e:  # pylint: disable=broad-except
+      print(f"attention check failed: {type(e).__name__}: {e}",
+            file=sys.stderr)
+      attention_diff = float("nan")
   times = times[2:]  # warm-up
-  flops = _unscanned_step_flops(c, info, batch)
+  flops = (args.tflop_step * 1e12 if args.tflop_step
+           else _unscanned_step_flops(c, info, batch, args))
   med = statistics.median(times)
   return {
       "encoder": f"{encoder}/{size}",
@@ -85,13 +122,74 @@ def check(encoder: str, size: str, args) -> dict:
       "mfu": flops / med / (args.peak_tflops * 1e12 * jax.device_count()),
       "finite": all(np.isfinite(losses)), "falls": losses[-1] < losses[0],
       "front_ms": front_ms, "fwd_ms": fwd_ms,
+      "attention_diff": attention_diff,
   }
 
 
-def _unscanned_step_flops(config, info, batch) -> float:
-  """HLO cost-analysis FLOPs of the train step with every layer unrolled."""
+def _xla_attention_model(config, info):
+  """The step's model with XLA attention, or None if it already has it."""
+  if config.encoder.get("attention_impl") in (None, "xla"):
+    return None
+  config = config.copy_and_resolve_references()
+  config.encoder.attention_impl = "xla"
+  return step_lib.build(config, info, {}).model
+
+
+def _attention_diff(model, xla_model, params, batch) -> float:
+  """Max |eval frames - the same with XLA attention| over max |frames|.
+
+  NaN when `xla_model` is None (the step already uses XLA attention).
+  """
+  if xla_model is None:
+    return float("nan")
+  frames = []
+  for m in (model, xla_model):
+    fn = jax.jit(lambda p, a, k, m=m: m.apply(
+        {"params": p}, a, k, method="embed").frames.astype(np.float32))
+    frames.append(np.asarray(fn(params, batch["audio"], batch["audio_mask"])))
+  got, ref = frames
+  return float(np.abs(got - ref).max() / np.abs(ref).max())
+
+
+_FLOPS: dict[tuple, float] = {}
+
+
+def _unscanned_step_flops(config, info, batch, args) -> float:
+  """HLO cost-analysis FLOPs of the train step with every layer unrolled.
+
+  Memoised per encoder, size and batch shape: a sweep lowers each once.
+  Where the backend has no cost analysis of a lowered program (GPU), a CPU
+  process lowers the same step (lowering only, no compile).
+  """
+  key = (config.encoder.name, config.encoder.size,
+         tuple(batch["audio"].shape))
+  if key not in _FLOPS:
+    flops = _count_step_flops(config, info, batch)
+    _FLOPS[key] = flops if flops is not None else _cpu_step_flops(
+        config.encoder.name, config.encoder.size, args)
+  return _FLOPS[key]
+
+
+def _cpu_step_flops(encoder: str, size: str, args) -> float:
+  """`_count_step_flops` of the same step in a JAX_PLATFORMS=cpu process."""
+  cmd = [sys.executable, __file__, "--count_flops",
+         f"--encoders={encoder}:{size}", f"--batch={args.batch}",
+         f"--seconds={args.seconds}"]
+  if args.no_spec_augment:
+    cmd.append("--no_spec_augment")
+  if args.dropout is not None:
+    cmd.append(f"--dropout={args.dropout}")
+  env = dict(os.environ, JAX_PLATFORMS="cpu")
+  out = subprocess.run(cmd, env=env, capture_output=True, text=True,
+                       check=True).stdout
+  return float(out.split()[-1])
+
+
+def _count_step_flops(config, info, batch) -> float | None:
   config = config.copy_and_resolve_references()
   config.encoder.scan_layers = False
+  if config.encoder.get("attention_impl") is not None:
+    config.encoder.attention_impl = "xla"
   setup = step_lib.build(config, info, {})
   whole = sharding.replicated(setup.mesh)
   abstract = jax.tree.map(
@@ -102,7 +200,7 @@ def _unscanned_step_flops(config, info, batch) -> float:
         abstract, batch, jax.random.key(1))
   cost = lowered.cost_analysis()
   cost = cost[0] if isinstance(cost, list) else cost
-  return float(cost["flops"])
+  return float(cost["flops"]) if cost else None
 
 
 def _median_ms(fn, *args, repeats: int) -> float:
@@ -146,22 +244,46 @@ def main():
   parser.add_argument("--scan_layers", action="store_true")
   parser.add_argument("--no_spec_augment", action="store_true")
   parser.add_argument("--prng_impl", default="")
+  parser.add_argument("--attention", default="xla", choices=("xla", "cudnn"))
+  parser.add_argument("--dropout", type=float, default=None)
+  parser.add_argument("--no_parts", action="store_true")
+  parser.add_argument("--tflop_step", type=float, default=0.0,
+                      help="model TFLOP per step if known (skips counting)")
+  parser.add_argument("--count_flops", action="store_true",
+                      help="print the step's FLOPs for one encoder and exit")
   args = parser.parse_args()
+  if args.count_flops:
+    name, size = args.encoders.split(":")
+    c = step_config(name, size, args)
+    setup = step_lib.build(c, INFO, {})
+    with sharding.mesh_and_rules(setup.mesh, setup.rules):
+      batch = sharding.shard_batch(host_batch(args), setup.mesh)
+    print(_count_step_flops(c, INFO, batch))
+    return
   if args.prng_impl:
     jax.config.update("jax_default_prng_impl", args.prng_impl)
   print(f"devices: {jax.devices()}")
   print(f"batch {args.batch} x {args.seconds:g} s, bfloat16 compute, MTC 2k tags")
-  print("| encoder | params | compile s | step ms (min-max) | clips/s | "
-        "TFLOP/step | MFU | front end ms | eval fwd ms | loss finite, falls |")
-  print("|---|---|---|---|---|---|---|---|---|---|")
+  print(f"attention {args.attention}, dropout "
+        f"{'default' if args.dropout is None else args.dropout}")
+  print(HEADER)
   for item in args.encoders.split(","):
     name, size = item.split(":")
-    r = check(name, size, args)
-    print(f"| {r['encoder']} | {r['params']:,} | {r['compile_s']:.0f} | "
+    print(row(check(name, size, args)), flush=True)
+
+
+HEADER = ("| encoder | params | compile s | step ms (min-max) | clips/s | "
+          "TFLOP/step | MFU | front end ms | eval fwd ms | loss finite, falls "
+          "| attention rel. diff |\n|---|---|---|---|---|---|---|---|---|---|---|")
+
+
+def row(r: dict) -> str:
+  """One markdown table row (see HEADER) of a `check` result."""
+  return (f"| {r['encoder']} | {r['params']:,} | {r['compile_s']:.0f} | "
           f"{r['step_ms']:.1f} ({r['min_ms']:.1f}-{r['max_ms']:.1f}) | "
           f"{r['clips_per_s']:.0f} | {r['tflop_step']:.3g} | "
           f"{100 * r['mfu']:.1f}% | {r['front_ms']:.1f} | {r['fwd_ms']:.1f} | "
-          f"{r['finite']}, {r['falls']} |", flush=True)
+          f"{r['finite']}, {r['falls']} | {r['attention_diff']:.2g} |")
 
 
 if __name__ == "__main__":
