@@ -42,6 +42,9 @@ def test_stage_killed_at_random_points_ends_as_a_clean_run(stage, tmp_path):
   assert len(trials) == 20 and all(t["ok"] for t in trials)
   assert all(t["kill_delays_s"] for t in trials)  # each trial was killed
   assert summary["kills"] >= 20
+  # Restarts remove what killed writers left (temporary files, TFDS's
+  # incomplete folders).
+  assert summary["temporary"] == 0, [t["temporary"] for t in trials]
   if stage != "records":  # its journal is written in one go at the end
     assert summary["kill_points"]["partial"] >= 1, summary
 

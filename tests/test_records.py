@@ -138,6 +138,20 @@ def test_bad_record_fails_the_write_and_names_the_clip(tmp_path):
     records.open_records(str(tmp_path), "bad", "train")
 
 
+def test_write_removes_what_a_killed_write_left(tmp_path):
+  stale = tmp_path / "toy" / "incomplete.AB12CD_1.0.0"
+  stale.mkdir(parents=True)
+  (stale / "toy-train.array_record-00000-of-00001").write_bytes(b"partial")
+  other = tmp_path / "toy" / "incomplete.AB12CD_2.0.0"  # another version's
+  other.mkdir()
+  examples = _examples("x", 2)
+  records.write_records(str(tmp_path), "toy", {"train": lambda: examples},
+                        metadata={})
+  assert sorted(os.listdir(tmp_path / "toy")) == [
+      "1.0.0", "incomplete.AB12CD_2.0.0"]
+  assert len(records.open_records(str(tmp_path), "toy", "train")) == 2
+
+
 def test_duplicate_clip_ids_are_refused(tmp_path):
   examples = _examples("x", 2)
   examples[1]["clip_id"] = "x00"

@@ -30,6 +30,8 @@ from typing import Any, Iterator, Mapping
 
 from array_record.python import array_record_module
 
+from audiopt import atomic_files
+
 SHARD_SUFFIX = ".array_record"
 INDEX_SUFFIX = ".index.json"
 WRITER_OPTIONS = "group_size:1,uncompressed"  # FLAC does not compress further
@@ -74,28 +76,9 @@ def decode_clip(record: bytes) -> dict[str, Any]:
   return meta
 
 
-def fsync_path(path: str) -> None:
-  """Flushes a file (or directory) to disk."""
-  fd = os.open(path, os.O_RDONLY)
-  try:
-    os.fsync(fd)
-  finally:
-    os.close(fd)
-
-
-def write_json_atomic(path: str, obj: Any) -> None:
-  """Writes JSON through a synced temporary file and a rename."""
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(obj, f, ensure_ascii=False)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
-
-
 def is_shard_name(name: str) -> bool:
   """Whether a file name is a complete clip shard (not a temporary file)."""
-  return name.endswith(SHARD_SUFFIX) and ".tmp" not in name
+  return name.endswith(SHARD_SUFFIX) and atomic_files.TEMP_MARK not in name
 
 
 def complete_shards(directory: str, prefix: str = "") -> list[str]:
@@ -143,7 +126,7 @@ class ShardWriter:
 
   def __init__(self, path: str):
     self.path = path
-    self.tmp_path = f"{path}.tmp-{os.getpid()}"
+    self.tmp_path = atomic_files.temporary_name(path)
     self._writer = array_record_module.ArrayRecordWriter(self.tmp_path,
                                                          WRITER_OPTIONS)
     self.num_records = 0
@@ -167,17 +150,17 @@ class ShardWriter:
       Whether the shard was published.
     """
     self._writer.close()
-    fsync_path(self.tmp_path)
+    atomic_files.fsync_path(self.tmp_path)
     if not still_wanted():
       self.abort()
       return False
-    write_json_atomic(self.path + INDEX_SUFFIX, dict(index))
+    atomic_files.write_json_atomic(self.path + INDEX_SUFFIX, dict(index))
     if not still_wanted():
       os.remove(self.path + INDEX_SUFFIX)
       self.abort()
       return False
     os.replace(self.tmp_path, self.path)
-    fsync_path(os.path.dirname(os.path.abspath(self.path)))
+    atomic_files.fsync_path(os.path.dirname(os.path.abspath(self.path)))
     return True
 
   def abort(self) -> None:

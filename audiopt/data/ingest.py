@@ -59,6 +59,7 @@ import soundfile
 import soxr
 import tqdm
 
+from audiopt import atomic_files
 from audiopt.audio import io as audio_io
 from audiopt.data import clip_shards
 from audiopt.data import journal as journal_lib
@@ -504,7 +505,7 @@ def recover(out_dir: str, prefix: str, journal: journal_lib.Journal) -> int:
     The next free shard number.
   """
   for name in os.listdir(out_dir):
-    if name.startswith(prefix) and ".tmp" in name:
+    if name.startswith(prefix) and atomic_files.TEMP_MARK in name:
       os.remove(os.path.join(out_dir, name))
   complete = clip_shards.complete_shards(out_dir, prefix)
   for name in os.listdir(out_dir):
@@ -632,10 +633,12 @@ def run_ingest(manifest_rows: Iterable[manifests.ManifestItem], out_dir: str,
                  "shards_total": len(clip_shards.complete_shards(out_dir,
                                                                  prefix)),
                  "elapsed_s": round(time.monotonic() - started, 3)}
+    # Under the shard's lock: no other process writes this summary.
+    atomic_files.write_json_atomic(
+        os.path.join(out_dir, f"summary{suffix}.json"), summary,
+        remove_stale=True)
   finally:
     lock.close()
-  clip_shards.write_json_atomic(
-      os.path.join(out_dir, f"summary{suffix}.json"), summary)
   logging.info("ingest %s shard %d/%d: %s", out_dir, shard_index, num_shards,
                summary)
   return summary

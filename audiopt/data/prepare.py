@@ -28,6 +28,7 @@ from absl import logging
 import jax
 from jax.experimental import multihost_utils
 
+from audiopt import atomic_files
 from audiopt.data import clip_shards
 from audiopt.data import demo_world
 from audiopt.data import records
@@ -133,13 +134,8 @@ def write_demo(data_dir: str, cfg) -> dict[str, Any]:
 
 def _write_jsonl(path: str, rows) -> None:
   """Writes journal-format rows at once (a stage that ran in one go)."""
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with open(tmp, "w", encoding="utf-8") as f:
-    for row in rows:
-      f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
+  atomic_files.write_atomic(
+      path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
 def write_ingest_and_captions(ingest_dir: str, caption_dir: str,

@@ -15,6 +15,7 @@ import collections.abc
 import json
 import os
 import re
+import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -136,6 +137,7 @@ def write_records(data_dir: str, name: str, splits: Mapping[str, SplitFn], *,
   if is_complete(data_dir, name, version):
     logging.info("Records %s already complete, not rewritten.", version_dir)
     return
+  _remove_incomplete(data_dir, name, version)
   cls = _builder_class(name, version, splits, metadata, description)
   builder = cls(data_dir=data_dir,
                 file_format=tfds.core.FileFormat.ARRAY_RECORD)
@@ -145,6 +147,20 @@ def write_records(data_dir: str, name: str, splits: Mapping[str, SplitFn], *,
     builder.download_and_prepare(download_dir=download_dir)
   logging.info("Wrote records %s: %s", version_dir,
                {s: builder.info.splits[s].num_examples for s in splits})
+
+
+def _remove_incomplete(data_dir: str, name: str, version: str) -> None:
+  """Deletes TFDS's `incomplete.<random>_<version>` folders of killed writes.
+
+  Safe because one process writes a data set at a time.
+  """
+  parent = os.path.join(data_dir, name)
+  if not os.path.isdir(parent):
+    return
+  for entry in sorted(os.listdir(parent)):
+    if entry.startswith("incomplete.") and entry.endswith(f"_{version}"):
+      logging.info("Removing %s, left by an interrupted write.", entry)
+      shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
 
 
 def is_complete(data_dir: str, name: str, version: str = "1.0.0") -> bool:

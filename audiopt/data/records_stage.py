@@ -52,6 +52,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 from absl import logging
 import tqdm
 
+from audiopt import atomic_files
 from audiopt.data import clip_shards
 from audiopt.data import journal as journal_lib
 from audiopt.data import records
@@ -488,7 +489,7 @@ def finish_records_stage(ingest_dir: str, planned: list[dict[str, Any]],
                "dropped": dict(collections.Counter(e["drop"]
                                                    for e in dropped)),
                **journal.summary()}
-  clip_shards.write_json_atomic(os.path.join(stage_dir, "summary.json"),
-                                summary)
+  atomic_files.write_json_atomic(os.path.join(stage_dir, "summary.json"),
+                                summary, remove_stale=True)
   logging.info("records stage %s: %s", name, summary)
   return summary

@@ -27,13 +27,14 @@ import io
 import json
 import os
 import re
-import tempfile
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from audiopt import atomic_files
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.=-]+")
 
@@ -119,15 +120,7 @@ class EmbeddingCache:
     buffer = io.BytesIO()
     np.savez(buffer, __key__=np.asarray(key.to_json()),
              **{k: np.asarray(v) for k, v in arrays.items()})
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".tmp")
-    try:
-      with os.fdopen(fd, "wb") as f:
-        f.write(buffer.getvalue())
-      os.replace(tmp, path)
-    except BaseException:
-      if os.path.exists(tmp):
-        os.remove(tmp)
-      raise
+    atomic_files.write_atomic(path, buffer.getvalue())
     return path
 
   def get_or_compute(self, key: CacheKey,

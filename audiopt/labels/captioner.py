@@ -26,7 +26,6 @@ import concurrent.futures
 import dataclasses
 import io
 import itertools
-import json
 import os
 import re
 import zlib
@@ -37,6 +36,7 @@ import numpy as np
 import soundfile
 import tqdm
 
+from audiopt import atomic_files
 from audiopt.audio import io as audio_io
 from audiopt.data import journal as journal_lib
 from audiopt.labels import client as client_lib
@@ -398,13 +398,14 @@ def _flac_of(record: Mapping[str, Any]) -> bytes:
 
 def write_stage_summary(stage_dir: str, shard_index: int, num_shards: int,
                         summary: Mapping[str, Any]) -> None:
-  """Writes summary-<shard>.json beside a stage's journal, atomically."""
+  """Writes summary-<shard>.json beside a stage's journal, atomically.
+
+  Temporary copies of it that a killed run of this shard left are removed
+  (one process runs a shard of a stage at a time).
+  """
   name = f"summary{journal_lib.shard_suffix(shard_index, num_shards)}.json"
-  path = os.path.join(stage_dir, name)
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with open(tmp, "w") as f:
-    json.dump(dict(summary), f, indent=1)
-  os.replace(tmp, path)
+  atomic_files.write_json_atomic(os.path.join(stage_dir, name), dict(summary),
+                                 indent=1, remove_stale=True)
 
 
 def run_caption_stage(records_source: Iterable[Mapping[str, Any]],

@@ -39,6 +39,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 from absl import logging
 
+from audiopt import atomic_files
 from audiopt.data import journal as journal_lib
 from audiopt.data import manifests
 
@@ -127,11 +128,8 @@ def load_vocabulary(path: str) -> list[str]:
 
 
 def _write_json(path: str, obj: Any) -> None:
-  """Writes JSON through a temporary file and a rename."""
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=1, ensure_ascii=False)
-  os.replace(tmp, path)
+  """Writes JSON (indent 1, UTF-8) atomically."""
+  atomic_files.write_json_atomic(path, obj, indent=1)
 
 
 # ----------------------------------------------------------------------------
@@ -713,6 +711,8 @@ def run_vocabulary_stage(tag_stage_dir: str, out_dir: str,
   Every file is written atomically. A rerun whose inputs (tag rows, ks,
   synonyms) match the finished `summary.json` returns it untouched; any
   other rerun rebuilds all files, so a killed run is resumed by rerunning.
+  A rerun first removes the temporary files a killed run left: one stage
+  writes an `out_dir` at a time.
 
   Args:
     tag_stage_dir: the tag stage directory.
@@ -725,6 +725,7 @@ def run_vocabulary_stage(tag_stage_dir: str, out_dir: str,
     The summary dict.
   """
   os.makedirs(out_dir, exist_ok=True)
+  atomic_files.remove_temporaries(out_dir)
   rows = [r for r in journal_lib.read_results(tag_stage_dir)]
   synonyms = load_synonyms(synonyms_path)
   fingerprint = _fingerprint(rows, ks, synonyms)
@@ -754,9 +755,8 @@ def run_vocabulary_stage(tag_stage_dir: str, out_dir: str,
               {r: c for r, c in sorted(mapping.items()) if r != c})
   _write_tsv(os.path.join(out_dir, "tags.tsv"), tag_table(df, n))
   if plot:
-    tmp = os.path.join(out_dir, f"long_tail.tmp-{os.getpid()}.png")
-    plot_long_tail(df, n, tmp, ks=ks)
-    os.replace(tmp, os.path.join(out_dir, "long_tail.png"))
+    with atomic_files.atomic_path(os.path.join(out_dir, "long_tail.png")) as tmp:
+      plot_long_tail(df, n, tmp, ks=ks)
   groups = variant_groups(mapping)
   summary = {
       "fingerprint": fingerprint, "clips": n,
@@ -782,7 +782,4 @@ def _write_tsv(path: str, rows: Sequence[Mapping[str, Any]]) -> None:
     buf.write("\t".join(keys) + "\n")
     for row in rows:
       buf.write("\t".join(str(row[k]) for k in keys) + "\n")
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with open(tmp, "w") as f:
-    f.write(buf.getvalue())
-  os.replace(tmp, path)
+  atomic_files.write_atomic(path, buf.getvalue())

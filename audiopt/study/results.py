@@ -18,9 +18,10 @@ from __future__ import annotations
 import csv
 import io
 import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from typing import Any
+
+from audiopt import atomic_files
 
 COLUMNS = ("run", "label", "objective", "data", "task", "kind", "probe",
            "metric", "value")
@@ -122,18 +123,9 @@ def markdown_tables(rows: Sequence[dict[str, Any]]) -> str:
   return "\n".join(lines).rstrip() + "\n"
 
 
-def _atomic_write(path: str, text: str) -> None:
+def _write(path: str, text: str) -> None:
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)),
-                             suffix=".tmp")
-  try:
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-      f.write(text)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
+  atomic_files.write_atomic(path, text)
 
 
 def write_csv(path: str, rows: Sequence[dict[str, Any]]) -> None:
@@ -144,7 +136,7 @@ def write_csv(path: str, rows: Sequence[dict[str, Any]]) -> None:
   writer.writeheader()
   for r in rows:
     writer.writerow({k: r.get(k, "") for k in COLUMNS})
-  _atomic_write(path, buffer.getvalue())
+  _write(path, buffer.getvalue())
 
 
 def read_csv(path: str) -> list[dict[str, Any]]:
@@ -158,7 +150,7 @@ def read_csv(path: str) -> list[dict[str, Any]]:
 def write_markdown(path: str, rows: Sequence[dict[str, Any]],
                    header: str = "") -> str:
   text = (header + "\n\n" if header else "") + markdown_tables(rows)
-  _atomic_write(path, text)
+  _write(path, text)
   return text
 
 
@@ -206,9 +198,8 @@ def write_plots(directory: str, rows: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def _save(fig, path: str) -> None:
-  tmp = path + ".tmp.png"
-  fig.savefig(tmp, dpi=110)
-  os.replace(tmp, path)
+  with atomic_files.atomic_path(path) as tmp:
+    fig.savefig(tmp, dpi=110)
 
 
 def _plot_vocab_size(directory, rows, index, kinds, tasks, plt) -> str | None:

@@ -38,6 +38,7 @@ from absl import logging
 import jax
 import ml_collections
 
+from audiopt import atomic_files
 from audiopt import config as config_lib
 from audiopt.data import prepare
 from audiopt.data import records
@@ -61,10 +62,7 @@ def _atomic_json(path: str, value: Any) -> None:
   if jax.process_index() != 0:
     return
   os.makedirs(os.path.dirname(path), exist_ok=True)
-  tmp = f"{path}.tmp-{os.getpid()}"
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(value, f, indent=1, sort_keys=True)
-  os.replace(tmp, path)
+  atomic_files.write_json_atomic(path, value, indent=1, sort_keys=True)
 
 
 def _read_json(path: str) -> Any | None:

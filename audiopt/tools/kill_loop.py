@@ -62,6 +62,8 @@ import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from audiopt import atomic_files
+
 LABEL_STAGES = ("ingest", "caption", "tag", "vocab", "records")
 STAGES = LABEL_STAGES + ("study",)
 UPSTREAM = {"ingest": (), "caption": ("ingest",),
@@ -478,7 +480,7 @@ def _temporary_files(directory: str) -> list[str]:
   found = []
   for root, dirs, files in os.walk(directory):
     for name in files + dirs:
-      if ".tmp" in name or "incomplete" in name:
+      if atomic_files.TEMP_MARK in name or "incomplete" in name:
         found.append(os.path.relpath(os.path.join(root, name), directory))
   return sorted(found)
 
@@ -513,7 +515,7 @@ def snapshot(stage: str, out: str) -> dict[str, Any]:
                     "audio": _sha(audio)}
   elif stage == "vocab":
     for name in sorted(os.listdir(out)) if os.path.isdir(out) else []:
-      if ".tmp" not in name:
+      if atomic_files.TEMP_MARK not in name:
         with open(os.path.join(out, name), "rb") as f:
           items[f"file:{name}"] = _sha(f.read())
   elif stage == "records":
@@ -575,7 +577,7 @@ def progress_of(stage: str, out: str) -> int:
       found += sum(f.endswith(".json") for f in files)
     return found
   if stage == "vocab":
-    return len([n for n in os.listdir(out) if ".tmp" not in n]
+    return len([n for n in os.listdir(out) if atomic_files.TEMP_MARK not in n]
                ) if os.path.isdir(out) else 0
   if stage == "records":
     out = os.path.join(out, "_records_stage", f"{RECORDS_NAME}-1.0.0")

@@ -24,6 +24,8 @@ import grain
 import jax
 import orbax.checkpoint as ocp
 
+from audiopt import atomic_files
+
 STATE, DATA_ITER, METADATA = "state", "data_iter", "metadata"
 CHECKSUMS = "audiopt_checksums.json"
 
@@ -47,10 +49,9 @@ def _file_digests(step_dir: str) -> dict[str, str]:
 
 def write_checksums(step_dir: str) -> None:
   """Writes CHECKSUMS of a committed step directory (atomically)."""
-  tmp = os.path.join(step_dir, CHECKSUMS + ".tmp")
-  with open(tmp, "w") as f:
-    json.dump(_file_digests(step_dir), f, indent=0, sort_keys=True)
-  os.replace(tmp, os.path.join(step_dir, CHECKSUMS))
+  atomic_files.write_json_atomic(os.path.join(step_dir, CHECKSUMS),
+                                 _file_digests(step_dir), indent=0,
+                                 sort_keys=True)
 
 
 def verify_checksums(step_dir: str) -> str | None:

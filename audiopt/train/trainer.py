@@ -16,6 +16,7 @@ from absl import logging
 import jax
 import numpy as np
 
+from audiopt import atomic_files
 from audiopt import config as config_lib
 from audiopt.data import pipeline
 from audiopt.data import prepare
@@ -170,8 +171,8 @@ def _run_tokenizer(config, workdir: str, source):
   tok, encode = text
   if not config.text.tokenizer:
     if jax.process_index() == 0:
-      tok.save(saved + ".tmp")
-      os.replace(saved + ".tmp", saved)
+      with atomic_files.atomic_path(saved) as tmp:
+        tok.save(tmp)
     config.text.tokenizer = saved
   return tok, encode
 
