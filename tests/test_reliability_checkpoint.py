@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import shutil
+import threading
 
 import numpy as np
 import pytest
@@ -116,3 +117,32 @@ def test_resume_past_a_corrupt_checkpoint_gives_same_losses(
     np.testing.assert_allclose(got[step], expected[step], rtol=1e-5)
   assert checkpoint_lib.verify_checksums(
       str(work / "checkpoints" / "4")) is None
+
+
+def test_checksums_are_hashed_beside_training(tmp_path, monkeypatch):
+  # Hashing a big checkpoint must not hold the next step: save() returns
+  # while the checksums of the step before are still being computed, and
+  # close() waits for them.
+  release = threading.Event()
+  hashing = threading.Event()
+  digests = checkpoint_lib._file_digests  # pylint: disable=protected-access
+
+  def slow_digests(step_dir):
+    hashing.set()
+    assert release.wait(60)
+    return digests(step_dir)
+
+  monkeypatch.setattr(checkpoint_lib, "_file_digests", slow_digests)
+  ckpt = checkpoint_lib.Checkpointer(str(tmp_path), save_every=1,
+                                     use_async=False)
+  state = {"w": np.arange(6.0, dtype=np.float32)}
+  assert ckpt.save(1, state, None, {})
+  assert ckpt.save(2, state, None, {})  # starts hashing step 1
+  assert hashing.wait(60)
+  assert ckpt.save(3, state, None, {})  # hashing still blocked: no wait
+  assert not os.path.exists(tmp_path / "1" / checkpoint_lib.CHECKSUMS)
+  release.set()
+  ckpt.close()
+  for step in (1, 2, 3):
+    assert checkpoint_lib.verify_checksums(str(tmp_path / str(step))) is None
+    assert os.path.exists(tmp_path / str(step) / checkpoint_lib.CHECKSUMS)

@@ -7,7 +7,8 @@ A checkpoint step directory holds three items:
             so a notebook can rebuild the model from the checkpoint alone
 
 Once Orbax has committed a step, `Checkpointer` writes CHECKSUMS into it:
-the SHA-256 of every file of the step. `latest_step` verifies the newest
+the SHA-256 of every file of the step, hashed in a background thread so that
+training does not wait on reading back a large checkpoint. `latest_step` verifies the newest
 steps against it and moves a step whose files are missing, truncated or
 garbled to `<step>.corrupt-<n>` (logged), so a run resumes from the
 previous complete checkpoint. Orbax never lists its temporary directories,
@@ -17,6 +18,7 @@ so a save killed midway is skipped too.
 import hashlib
 import json
 import os
+import threading
 from typing import Any
 
 from absl import logging
@@ -80,6 +82,15 @@ def verify_checksums(step_dir: str) -> str | None:
   return None
 
 
+def _checksum_steps(step_dirs: list[str]) -> None:
+  """`write_checksums` of each step directory still there."""
+  for step_dir in step_dirs:
+    try:
+      write_checksums(step_dir)
+    except FileNotFoundError:  # removed meanwhile (max_to_keep)
+      logging.info("checkpoint: %s went away before its checksums", step_dir)
+
+
 class Checkpointer:
   """Saves and restores train state, iterator state and metadata.
 
@@ -101,19 +112,36 @@ class Checkpointer:
     self._manager = ocp.CheckpointManager(
         self.directory, item_names=(STATE, DATA_ITER, METADATA),
         options=options)
+    self._hasher: threading.Thread | None = None
 
   def _step_dir(self, step: int) -> str:
     return os.path.join(self.directory, str(step))
 
-  def _write_pending_checksums(self) -> None:
-    """Writes CHECKSUMS into committed steps that lack them."""
+  def _write_pending_checksums(self, *, background: bool) -> None:
+    """Writes CHECKSUMS into committed steps that lack them (process 0).
+
+    With `background`, hashes in a thread unless one is still running (the
+    next call picks up what it has not done); otherwise first joins that
+    thread and hashes here.
+    """
     if jax.process_index() != 0 or self._manager.is_saving_in_progress():
       return
-    for step in self._manager.all_steps():
-      step_dir = self._step_dir(step)
-      if (os.path.isdir(step_dir) and
-          not os.path.exists(os.path.join(step_dir, CHECKSUMS))):
-        write_checksums(step_dir)
+    if self._hasher is not None:
+      if background and self._hasher.is_alive():
+        return
+      self._hasher.join()
+      self._hasher = None
+    pending = [self._step_dir(s) for s in self._manager.all_steps()
+               if not os.path.exists(os.path.join(self._step_dir(s),
+                                                  CHECKSUMS))]
+    if not pending:
+      return
+    if background:
+      self._hasher = threading.Thread(target=_checksum_steps, args=(pending,),
+                                      name="audiopt-checksums", daemon=True)
+      self._hasher.start()
+    else:
+      _checksum_steps(pending)
 
   def latest_step(self) -> int | None:
     """Returns the newest verified complete checkpoint's step, or None.
@@ -147,7 +175,7 @@ class Checkpointer:
   def save(self, step: int, state: Any, data_iter: grain.DatasetIterator | None,
            metadata: dict[str, Any], *, force: bool = False) -> bool:
     """Saves at `step` if due (or `force`); returns whether a save started."""
-    self._write_pending_checksums()
+    self._write_pending_checksums(background=True)
     items = {STATE: ocp.args.StandardSave(state),
              METADATA: ocp.args.JsonSave(metadata)}
     if data_iter is not None:
@@ -181,7 +209,7 @@ class Checkpointer:
   def wait(self) -> None:
     """Blocks until asynchronous saves have finished and are checksummed."""
     self._manager.wait_until_finished()
-    self._write_pending_checksums()
+    self._write_pending_checksums(background=False)
 
   def close(self) -> None:
     """Finishes pending saves, checksums them and releases the manager."""
