@@ -30,16 +30,18 @@ from audiopt import atomic_files
 
 STATE, DATA_ITER, METADATA = "state", "data_iter", "metadata"
 CHECKSUMS = "audiopt_checksums.json"
+CHECKSUMS_STEM = os.path.splitext(CHECKSUMS)[0]
 
 
 def _file_digests(step_dir: str) -> dict[str, str]:
-  """{path relative to step_dir: sha256 hex} of its files but CHECKSUMS*."""
+  """{path relative to step_dir: sha256 hex}, CHECKSUMS and its temporaries
+  excluded."""
   digests = {}
   for root, _, files in os.walk(step_dir):
     for name in files:
       path = os.path.join(root, name)
       rel = os.path.relpath(path, step_dir)
-      if rel.startswith(CHECKSUMS):  # the list itself and its temp file
+      if rel.startswith(CHECKSUMS_STEM):  # the list and its temporaries
         continue
       h = hashlib.sha256()
       with open(path, "rb") as f:
