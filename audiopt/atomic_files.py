@@ -1,10 +1,11 @@
 """Atomic file writes: a reader sees the old file or the whole new one.
 
 Every writer goes through a temporary file beside the target, named
-`<stem>.tmp-<pid>-<thread><ext>`: listings skip names holding ".tmp", and the
-extension stays last so that format-guessing writers (matplotlib) still see
-it. The file is synced to disk, then renamed over the target. A writer killed
+`<name>.tmp-<pid>-<thread>`, so that readers that pick files by extension
+(`results*.jsonl`) never take one, and listings skip names holding ".tmp".
+The file is synced to disk, then renamed over the target. A writer killed
 mid-way leaves at most such a temporary file, never a partial target.
+Writers that guess a format from the file name (matplotlib) must be told it.
 """
 
 import contextlib
@@ -19,8 +20,7 @@ TEMP_MARK = ".tmp"
 
 def temporary_name(path: str) -> str:
   """The temporary sibling of `path` this process and thread write first."""
-  stem, ext = os.path.splitext(path)
-  return f"{stem}{TEMP_MARK}-{os.getpid()}-{threading.get_native_id()}{ext}"
+  return f"{path}{TEMP_MARK}-{os.getpid()}-{threading.get_native_id()}"
 
 
 def fsync_path(path: str) -> None:
@@ -81,12 +81,11 @@ def write_json_atomic(path: str, obj: Any, *, remove_stale: bool = False,
   dump_options.setdefault("ensure_ascii", False)
   text = json.dumps(obj, **dump_options)
   if remove_stale:
-    remove_temporaries(os.path.dirname(path) or ".",
-                       os.path.splitext(os.path.basename(path))[0])
+    remove_temporaries(os.path.dirname(path) or ".", os.path.basename(path))
   write_atomic(path, text)
 
 
-def remove_temporaries(directory: str, stem: str = "") -> list[str]:
+def remove_temporaries(directory: str, name: str = "") -> list[str]:
   """Removes temporary files that killed writers left in `directory`.
 
   Call it only where no live process writes: a stage's own directory, or
@@ -94,7 +93,7 @@ def remove_temporaries(directory: str, stem: str = "") -> list[str]:
 
   Args:
     directory: the folder to clean (not recursive); may be missing.
-    stem: if set, only `<stem>.tmp-*` (the temporaries of `<stem><ext>`).
+    name: if set, only `<name>.tmp-*`, the temporaries of file `name`.
 
   Returns:
     The removed file names, sorted.
@@ -103,11 +102,11 @@ def remove_temporaries(directory: str, stem: str = "") -> list[str]:
     return []
   mark = f"{TEMP_MARK}-"
   removed = []
-  for name in sorted(os.listdir(directory)):
-    stale = name.startswith(stem + mark) if stem else mark in name
-    path = os.path.join(directory, name)
+  for entry in sorted(os.listdir(directory)):
+    stale = entry.startswith(name + mark) if name else mark in entry
+    path = os.path.join(directory, entry)
     if stale and os.path.isfile(path):
       with contextlib.suppress(FileNotFoundError):
         os.remove(path)
-        removed.append(name)
+        removed.append(entry)
   return removed

@@ -38,34 +38,34 @@ def test_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
   assert open(path).read() == "old"
 
 
-def test_temporary_name_is_marked_and_keeps_the_extension(tmp_path):
-  # Listings skip names holding the mark; matplotlib reads the extension.
+def test_temporary_name_hides_the_extension(tmp_path):
+  # Readers that pick `results*.jsonl` must never take a half-written file.
   name = os.path.basename(
-      atomic_files.temporary_name(str(tmp_path / "long_tail.png")))
-  assert name.startswith("long_tail" + atomic_files.TEMP_MARK)
-  assert name.endswith(".png") and str(os.getpid()) in name
-  with atomic_files.atomic_path(str(tmp_path / "long_tail.png")) as tmp:
+      atomic_files.temporary_name(str(tmp_path / "results-00000.jsonl")))
+  assert name.startswith("results-00000.jsonl" + atomic_files.TEMP_MARK)
+  assert not name.endswith(".jsonl") and str(os.getpid()) in name
+  with atomic_files.atomic_path(str(tmp_path / "results-00000.jsonl")) as tmp:
     assert os.path.basename(tmp) == name
     open(tmp, "w").close()
-  assert os.listdir(tmp_path) == ["long_tail.png"]
+  assert os.listdir(tmp_path) == ["results-00000.jsonl"]
 
 
 def test_remove_temporaries_of_a_killed_writer(tmp_path):
-  for name in ("summary.tmp-11-12.json", "summary-00001-of-00002.tmp-3-4.json",
-               "summary.json", "label_4.tmp-5-6.json", "notes.tmpl"):
+  for name in ("summary.json.tmp-11-12", "summary-00001-of-00002.json.tmp-3-4",
+               "summary.json", "label_4.json.tmp-5-6", "notes.tmpl"):
     (tmp_path / name).write_text("x")
-  assert atomic_files.remove_temporaries(str(tmp_path), "summary") == [
-      "summary.tmp-11-12.json"]
+  assert atomic_files.remove_temporaries(str(tmp_path), "summary.json") == [
+      "summary.json.tmp-11-12"]
   assert atomic_files.remove_temporaries(str(tmp_path)) == [
-      "label_4.tmp-5-6.json", "summary-00001-of-00002.tmp-3-4.json"]
+      "label_4.json.tmp-5-6", "summary-00001-of-00002.json.tmp-3-4"]
   assert sorted(os.listdir(tmp_path)) == ["notes.tmpl", "summary.json"]
   assert atomic_files.remove_temporaries(str(tmp_path / "missing")) == []
 
 
 def test_write_json_can_remove_its_own_stale_temporaries(tmp_path):
-  (tmp_path / "summary.tmp-11-12.json").write_text("{")
-  (tmp_path / "summary-00000-of-00002.tmp-1-1.json").write_text("{")
+  (tmp_path / "summary.json.tmp-11-12").write_text("{")
+  (tmp_path / "summary-00000-of-00002.json.tmp-1-1").write_text("{")
   atomic_files.write_json_atomic(str(tmp_path / "summary.json"), {"n": 1},
                                  remove_stale=True)
   assert sorted(os.listdir(tmp_path)) == [
-      "summary-00000-of-00002.tmp-1-1.json", "summary.json"]
+      "summary-00000-of-00002.json.tmp-1-1", "summary.json"]

@@ -151,7 +151,7 @@ def test_checksums_are_hashed_beside_training(tmp_path, monkeypatch):
 def test_checksums_skip_a_killed_writers_temporary(tmp_path):
   (tmp_path / "state").mkdir()
   (tmp_path / "state" / "a").write_bytes(b"abc")
-  (tmp_path / "audiopt_checksums.tmp-1-1.json").write_text("{")
+  (tmp_path / f"{checkpoint_lib.CHECKSUMS}.tmp-1-1").write_text("{")
   checkpoint_lib.write_checksums(str(tmp_path))
   with open(tmp_path / checkpoint_lib.CHECKSUMS) as f:
     assert list(json.load(f)) == [os.path.join("state", "a")]

@@ -527,7 +527,7 @@ def plot_long_tail(df: Mapping[str, int], num_clips: int, path: str, *,
   ax.set_ylabel("document frequency")
   ax.set_title(f"UTS tags: {len(ranked)} tags over {num_clips} clips")
   fig.tight_layout()
-  fig.savefig(path)
+  fig.savefig(path, format="png")
 
 
 # ----------------------------------------------------------------------------

@@ -198,8 +198,9 @@ def write_plots(directory: str, rows: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def _save(fig, path: str) -> None:
+  """Writes `fig` to `path` as a PNG, atomically."""
   with atomic_files.atomic_path(path) as tmp:
-    fig.savefig(tmp, dpi=110)
+    fig.savefig(tmp, dpi=110, format="png")
 
 
 def _plot_vocab_size(directory, rows, index, kinds, tasks, plt) -> str | None:

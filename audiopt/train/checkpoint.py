@@ -30,7 +30,6 @@ from audiopt import atomic_files
 
 STATE, DATA_ITER, METADATA = "state", "data_iter", "metadata"
 CHECKSUMS = "audiopt_checksums.json"
-CHECKSUMS_STEM = os.path.splitext(CHECKSUMS)[0]
 
 
 def _file_digests(step_dir: str) -> dict[str, str]:
@@ -41,7 +40,7 @@ def _file_digests(step_dir: str) -> dict[str, str]:
     for name in files:
       path = os.path.join(root, name)
       rel = os.path.relpath(path, step_dir)
-      if rel.startswith(CHECKSUMS_STEM):  # the list and its temporaries
+      if rel.startswith(CHECKSUMS):  # the list and its temporaries
         continue
       h = hashlib.sha256()
       with open(path, "rb") as f:
