@@ -539,3 +539,36 @@ def test_layer_skip_schedules_and_rates():
   kept = bypass.apply(variables, x0, x, jnp.float32(0.0), True,
                       jnp.float32(0.0), rngs=rngs)
   np.testing.assert_allclose(kept, 0.5)
+
+
+def test_depthwise_conv_matches_a_grouped_convolution():
+  # The shifted-sum form against XLA's grouped convolution, values and
+  # gradients (the reference's Conv1d(C, C, k, groups=C, padding=k // 2)).
+  b, t, c, k = 2, 11, 6, 5
+  x = jax.random.normal(jax.random.key(0), (b, t, c))
+  conv = zipformer_modules.DepthwiseConv1D(k)
+  params = nn.meta.unbox(conv.init(jax.random.key(1), x)["params"])
+  assert params["kernel"].shape == (k, 1, c) and params["bias"].shape == (c,)
+
+  def reference(p, x):
+    y = jax.lax.conv_general_dilated(
+        x, p["kernel"], (1,), [(k // 2, k // 2)],
+        dimension_numbers=("NWC", "WIO", "NWC"), feature_group_count=c,
+        precision=jax.lax.Precision.HIGHEST)
+    return y + p["bias"]
+
+  mine = lambda p, x: conv.apply({"params": p}, x)  # noqa: E731
+  np.testing.assert_allclose(mine(params, x), reference(params, x),
+                             atol=1e-5)
+  weights = jax.random.normal(jax.random.key(2), (b, t, c))
+  grads = [jax.grad(lambda p, x, f=f: (f(p, x) * weights).sum(),
+                    argnums=(0, 1))(params, x) for f in (mine, reference)]
+  for got, want in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1])):
+    np.testing.assert_allclose(got, want, atol=1e-4)
+  half = zipformer_modules.DepthwiseConv1D(k, dtype=jnp.bfloat16).apply(
+      {"params": params}, x)
+  assert half.dtype == jnp.bfloat16
+  np.testing.assert_allclose(half.astype(jnp.float32), reference(params, x),
+                             atol=0.05)
+  with pytest.raises(ValueError, match="odd"):
+    zipformer_modules.DepthwiseConv1D(4).init(jax.random.key(1), x)
