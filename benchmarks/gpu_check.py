@@ -1,21 +1,25 @@
 r"""Checks and times bfloat16 training of each encoder on one GPU.
 
   python benchmarks/gpu_check.py [--encoders=transformer:base,vit:b,zipformer:m]
-      [--batch=64] [--seconds=10] [--repeats=10] [--peak_tflops=989]
-      [--scan_layers] [--no_spec_augment] [--prng_impl=threefry2x32]
-      [--attention=xla|cudnn] [--dropout=0.1] [--no_parts]
+      [--objective=mtc] [--batch=64] [--seconds=10] [--repeats=10]
+      [--peak_tflops=989] [--dtype=bfloat16] [--scan_layers]
+      [--no_spec_augment] [--prng_impl=threefry2x32] [--attention=xla|cudnn]
+      [--dropout=0.1] [--no_parts]
 
-For each encoder: builds the trainer's real step (front end in float32,
-encoder in bfloat16, MTC over 2,000 tags, AdamW, donated state) on all local
-devices, checks the loss is finite and falls over the timed steps on a fixed
-batch, and prints the median step time, clips/s and model-FLOPs utilisation
-= (model FLOPs of the step / step time) / peak. The model FLOPs are XLA's
+For each encoder: builds the trainer's real step from the objective's
+experiment config (`configs/<objective>.py`; front end in float32, encoder
+in bfloat16, 2,000 tags, random 32-token captions for the text objectives,
+donated state) on all local devices, checks the loss is finite and falls over
+the timed steps on a fixed batch, and prints the median step time, clips/s
+and model-FLOPs utilisation = (model FLOPs of the step / step time) / peak. The model FLOPs are XLA's
 HLO cost analysis of the step lowered without `scan_layers` (cost analysis
 counts a loop body once, so a scanned program under-reports; lowering is
 cheap, only the timed program is compiled), counting the front end,
 encoder, objective and optimizer. The default
-peak is the H100/H200 SXM dense bfloat16 figure (989 TFLOP/s). Meant to run
-in under 5 minutes on one H100 or H200.
+peak is the H100/H200 SXM dense bfloat16 figure (989 TFLOP/s);
+`--peak_tflops=0` measures one instead, the median throughput of a 4096^3
+matrix product in `--dtype` on the same devices (how a CPU table is made).
+Meant to run in under 5 minutes on one H100 or H200.
 
 To show where a step's time goes it also times, on the same batch, the
 front end alone (log-mel + SpecAugment, jitted) and the encoder's eval
@@ -28,6 +32,8 @@ cuDNN call).
 """
 
 import argparse
+import functools
+import importlib.util
 import os
 import statistics
 import subprocess
@@ -37,7 +43,6 @@ import time
 import jax
 import numpy as np
 
-from audiopt import config as config_lib
 from audiopt.objectives import DatasetInfo
 from audiopt.train import sharding
 from audiopt.train import step as step_lib
@@ -47,19 +52,30 @@ INFO = DatasetInfo(num_tags=2000, num_weak_labels=527,
                    tag_names=tuple(map(str, range(2000))))
 
 
+CONFIGS = os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), "configs")
+CAPTION_TOKENS = 32
+
+
 def step_config(encoder: str, size: str, args):
-  """The trainer config of one checked step (bfloat16 encoder, MTC)."""
-  c = config_lib.base_config()
-  c.encoder.name, c.encoder.size, c.encoder.dtype = encoder, size, "bfloat16"
+  """The experiment config of `args.objective` for one checked step."""
+  path = os.path.join(CONFIGS, f"{args.objective}.py")
+  spec = importlib.util.spec_from_file_location("objective_config", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  c = module.get_config(f"encoder={encoder},size={size}")
+  c.encoder.dtype = args.dtype
   if args.scan_layers:
     c.encoder.scan_layers = True
-  c.frontend.use_spec_augment = not args.no_spec_augment
+  if args.no_spec_augment:  # else as the experiment has it (masked: off)
+    c.frontend.use_spec_augment = False
   if args.dropout is not None:
     c.encoder.dropout_rate = args.dropout
   if encoder != "zipformer":
     c.encoder.attention_impl = args.attention
   c.data.clip_seconds = args.seconds
   c.train.global_batch_size = args.batch
+  c.text.max_len = CAPTION_TOKENS
   c.optimizer.warmup_steps = 1
   c.optimizer.learning_rate = 1e-4
   return c
@@ -76,6 +92,11 @@ def host_batch(args) -> dict[str, np.ndarray]:
       "weak_labels": -np.ones((args.batch, 1), np.int32),
       "label_ids": -np.ones((args.batch, 1), np.int32),
       "valid": np.ones((args.batch,), bool),
+      # Ids past the special tokens; 8 to 32 tokens, then padding.
+      "caption_ids": rng.integers(5, 8000, (args.batch, CAPTION_TOKENS)
+                                  ).astype(np.int32),
+      "caption_mask": (np.arange(CAPTION_TOKENS)[None, :] <
+                       rng.integers(8, CAPTION_TOKENS + 1, (args.batch, 1))),
   }
 
 
@@ -113,13 +134,15 @@ def check(encoder: str, size: str, args) -> dict:
   flops = (args.tflop_step * 1e12 if args.tflop_step
            else _unscanned_step_flops(c, info, batch, args))
   med = statistics.median(times)
+  peak = (args.peak_tflops * 1e12 * jax.device_count() if args.peak_tflops
+          else _matmul_flops_per_s(args.dtype))
   return {
-      "encoder": f"{encoder}/{size}",
+      "encoder": f"{encoder}/{size} {args.objective}",
       "params": sum(x.size for x in jax.tree.leaves(state.params)),
       "compile_s": compile_s, "step_ms": med * 1e3,
       "min_ms": min(times) * 1e3, "max_ms": max(times) * 1e3,
       "clips_per_s": args.batch / med, "tflop_step": flops / 1e12,
-      "mfu": flops / med / (args.peak_tflops * 1e12 * jax.device_count()),
+      "mfu": flops / med / peak, "peak_tflops": peak / 1e12,
       "finite": all(np.isfinite(losses)), "falls": losses[-1] < losses[0],
       "front_ms": front_ms, "fwd_ms": fwd_ms,
       "attention_diff": attention_diff,
@@ -161,8 +184,8 @@ def _unscanned_step_flops(config, info, batch, args) -> float:
   Where the backend has no cost analysis of a lowered program (GPU), a CPU
   process lowers the same step (lowering only, no compile).
   """
-  key = (config.encoder.name, config.encoder.size,
-         tuple(batch["audio"].shape))
+  key = (config.encoder.name, config.encoder.size, args.objective,
+         args.dtype, tuple(batch["audio"].shape))
   if key not in _FLOPS:
     flops = _count_step_flops(config, info, batch)
     _FLOPS[key] = flops if flops is not None else _cpu_step_flops(
@@ -174,7 +197,8 @@ def _cpu_step_flops(encoder: str, size: str, args) -> float:
   """`_count_step_flops` of the same step in a JAX_PLATFORMS=cpu process."""
   cmd = [sys.executable, __file__, "--count_flops",
          f"--encoders={encoder}:{size}", f"--batch={args.batch}",
-         f"--seconds={args.seconds}"]
+         f"--seconds={args.seconds}", f"--objective={args.objective}",
+         f"--dtype={args.dtype}"]
   if args.no_spec_augment:
     cmd.append("--no_spec_augment")
   if args.dropout is not None:
@@ -201,6 +225,15 @@ def _count_step_flops(config, info, batch) -> float | None:
   cost = lowered.cost_analysis()
   cost = cost[0] if isinstance(cost, list) else cost
   return float(cost["flops"]) if cost else None
+
+
+@functools.cache
+def _matmul_flops_per_s(dtype: str, n: int = 4096) -> float:
+  """Median FLOP/s of an n^3 `dtype` matrix product on the first device."""
+  a = jax.device_put(np.ones((n, n), np.float32), jax.devices()[0]
+                     ).astype(dtype)
+  ms = _median_ms(jax.jit(lambda x: x @ x), a, repeats=5)
+  return 2 * n ** 3 / (ms / 1e3)
 
 
 def _median_ms(fn, *args, repeats: int) -> float:
@@ -237,6 +270,9 @@ def _parts_ms(setup, params, batch, repeats: int) -> tuple[float, float]:
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("--encoders", default="transformer:base,vit:b,zipformer:m")
+  parser.add_argument("--objective", default="mtc",
+                      help="configs/<objective>.py supplies the step")
+  parser.add_argument("--dtype", default="bfloat16")
   parser.add_argument("--batch", type=int, default=64)
   parser.add_argument("--seconds", type=float, default=10.0)
   parser.add_argument("--repeats", type=int, default=10)
@@ -263,7 +299,8 @@ def main():
   if args.prng_impl:
     jax.config.update("jax_default_prng_impl", args.prng_impl)
   print(f"devices: {jax.devices()}")
-  print(f"batch {args.batch} x {args.seconds:g} s, bfloat16 compute, MTC 2k tags")
+  print(f"batch {args.batch} x {args.seconds:g} s, {args.dtype} encoder, "
+        f"configs/{args.objective}.py, 2,000 tags")
   print(f"attention {args.attention}, dropout "
         f"{'default' if args.dropout is None else args.dropout}")
   print(HEADER)
@@ -273,8 +310,9 @@ def main():
 
 
 HEADER = ("| encoder | params | compile s | step ms (min-max) | clips/s | "
-          "TFLOP/step | MFU | front end ms | eval fwd ms | loss finite, falls "
-          "| attention rel. diff |\n|---|---|---|---|---|---|---|---|---|---|---|")
+          "TFLOP/step | MFU | peak TFLOP/s | front end ms | eval fwd ms | "
+          "loss finite, falls | attention rel. diff |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def row(r: dict) -> str:
@@ -282,7 +320,8 @@ def row(r: dict) -> str:
   return (f"| {r['encoder']} | {r['params']:,} | {r['compile_s']:.0f} | "
           f"{r['step_ms']:.1f} ({r['min_ms']:.1f}-{r['max_ms']:.1f}) | "
           f"{r['clips_per_s']:.0f} | {r['tflop_step']:.3g} | "
-          f"{100 * r['mfu']:.1f}% | {r['front_ms']:.1f} | {r['fwd_ms']:.1f} | "
+          f"{100 * r['mfu']:.1f}% | {r['peak_tflops']:.3g} | "
+          f"{r['front_ms']:.1f} | {r['fwd_ms']:.1f} | "
           f"{r['finite']}, {r['falls']} | {r['attention_diff']:.2g} |")
 
 

@@ -6,10 +6,11 @@ r"""Runs `gpu_check` over several variants in one process, one row each.
 
 Each variant is `encoder:size` then `key=value` overrides of gpu_check's
 flags (batch, seconds, repeats, scan_layers, no_spec_augment, attention,
-dropout, no_parts; scan_layers and no_parts default to on here, so compiles
-stay short). `profile=N` also traces that variant's timed steps and prints
-the N GPU kernels that took longest, with the share of the traced GPU time
-taken by matrix products, fused attention and everything else; with
+dropout, no_parts, objective, dtype, peak_tflops, tflop_step; scan_layers
+and no_parts default to on here, so compiles stay short; `--common` sets
+keys for all variants). `profile=N` also traces that variant's timed steps
+and prints the N GPU kernels that took longest, with the share of the traced
+GPU time taken by matrix products, fused attention and everything else; with
 `--trace_dir` the Perfetto trace (open at ui.perfetto.dev; tens of MB) is
 kept there. Variants left when `--budget_s` seconds have passed are skipped,
 so that one device lease always returns its rows.
@@ -29,9 +30,10 @@ import jax
 
 import gpu_check
 
-DEFAULTS = dict(batch=64, seconds=10.0, repeats=10, peak_tflops=989.0,
-                scan_layers=True, no_spec_augment=False, prng_impl="",
-                attention="xla", dropout=None, no_parts=True, tflop_step=0.0)
+DEFAULTS = dict(objective="mtc", dtype="bfloat16", batch=64, seconds=10.0,
+                repeats=10, peak_tflops=989.0, scan_layers=True,
+                no_spec_augment=False, prng_impl="", attention="xla",
+                dropout=None, no_parts=True, tflop_step=0.0)
 
 # Substrings of kernel names, first match wins (cuBLAS/CUTLASS/nvjet GEMMs,
 # cuDNN's fused attention).
@@ -40,9 +42,14 @@ KERNEL_KINDS = (("attention", ("flash", "fmha", "cudnn", "sdpa")),
                             "sm90_", "matmul")))
 
 
-def parse_variant(text: str) -> tuple[str, str, argparse.Namespace, int]:
-  """"vit:b batch=128 attention=cudnn" -> (name, size, args, profile top)."""
+def parse_variant(text: str, common: str = ""
+                  ) -> tuple[str, str, argparse.Namespace, int]:
+  """"vit:b batch=128 attention=cudnn" -> (name, size, args, profile top).
+
+  `common` holds key=value pairs applied first (the variant's own win).
+  """
   head, *pairs = text.split()
+  pairs = common.split() + pairs
   name, size = head.split(":")
   values = dict(DEFAULTS)
   profile = 0
@@ -120,10 +127,14 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   parser.add_argument("variants", nargs="+")
   parser.add_argument("--budget_s", type=float, default=420.0)
+  parser.add_argument("--common", default="",
+                      help="key=value pairs for every variant, e.g. "
+                      "'dtype=float32 batch=2 peak_tflops=0' on a CPU")
   parser.add_argument("--trace_dir", default="",
                       help="keep profiled variants' traces here")
   flags = parser.parse_args()
-  variants = [parse_variant(v) for v in flags.variants]  # fail before work
+  variants = [parse_variant(v, flags.common)  # fail before any work
+              for v in flags.variants]
   print(f"devices: {jax.devices()}, jax {jax.__version__}")
   print(gpu_check.HEADER.replace("| encoder |", "| variant | encoder |", 1)
         .replace("|---|", "|---|---|", 1), flush=True)
