@@ -281,9 +281,9 @@ def validate(config: ml_collections.ConfigDict, num_devices: int | None = None
              n for n in dir(jax.checkpoint_policies) if not n.startswith("_")
              and callable(getattr(jax.checkpoint_policies, n)))))
   impl = config.encoder.attention_impl
-  attention_impls = ["xla", *layers.FUSED_ATTENTION]
-  if impl is not None and impl not in attention_impls:
-    fail("encoder.attention_impl", f"{impl!r}; valid: {attention_impls}")
+  if impl is not None and impl not in layers.ATTENTION_IMPLS:
+    fail("encoder.attention_impl",
+         f"{impl!r}; valid: {list(layers.ATTENTION_IMPLS)}")
   if config.encoder.dtype not in DTYPES:
     fail("encoder.dtype", f"{config.encoder.dtype!r}; valid: {list(DTYPES)}")
   if config.objective.name not in objectives.list_objectives():

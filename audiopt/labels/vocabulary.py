@@ -755,7 +755,8 @@ def run_vocabulary_stage(tag_stage_dir: str, out_dir: str,
               {r: c for r, c in sorted(mapping.items()) if r != c})
   _write_tsv(os.path.join(out_dir, "tags.tsv"), tag_table(df, n))
   if plot:
-    with atomic_files.atomic_path(os.path.join(out_dir, "long_tail.png")) as tmp:
+    png = os.path.join(out_dir, "long_tail.png")
+    with atomic_files.atomic_path(png) as tmp:
       plot_long_tail(df, n, tmp, ks=ks)
   groups = variant_groups(mapping)
   summary = {

@@ -175,6 +175,7 @@ class Mlp(nn.Module):
 # `attention_impl` values served by `jax.nn.dot_product_attention` with key
 # lengths (its "xla" implementation is what tests compare them against).
 FUSED_ATTENTION = ("cudnn",)
+ATTENTION_IMPLS = ("xla",) + FUSED_ATTENTION
 ATTENTION_LENGTH_MULTIPLE = 64
 
 
@@ -262,7 +263,7 @@ class MultiHeadSelfAttention(nn.Module):
       ctx = prefix_masked_attention(q, k, v, mask, self.attention_impl)
     else:
       raise ValueError(f"unknown attention_impl {self.attention_impl!r}; "
-                       f"valid: {['xla', *FUSED_ATTENTION]}")
+                       f"valid: {list(ATTENTION_IMPLS)}")
     ctx = nn.with_logical_constraint(ctx, BATCH_TIME_HEADS_KV)
     y = DenseGeneral(d, ("heads", "kv", "embed"), axis=(-2, -1),
                      dtype=self.dtype, param_dtype=self.param_dtype,

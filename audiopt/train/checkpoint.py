@@ -7,11 +7,11 @@ A checkpoint step directory holds three items:
             so a notebook can rebuild the model from the checkpoint alone
 
 Once Orbax has committed a step, `Checkpointer` writes CHECKSUMS into it:
-the SHA-256 of every file of the step, hashed in a background thread so that
-training does not wait on reading back a large checkpoint. `latest_step` verifies the newest
-steps against it and moves a step whose files are missing, truncated or
-garbled to `<step>.corrupt-<n>` (logged), so a run resumes from the
-previous complete checkpoint. Orbax never lists its temporary directories,
+the SHA-256 of every file of the step, hashed in a background thread so
+that training does not wait on reading back a large checkpoint.
+`latest_step` verifies the newest steps against it and moves a step whose
+files are missing, truncated or garbled to `<step>.corrupt-<n>` (logged), so
+a run resumes from the previous complete checkpoint. Orbax never lists its temporary directories,
 so a save killed midway is skipped too.
 """
 
@@ -33,8 +33,7 @@ CHECKSUMS = "audiopt_checksums.json"
 
 
 def _file_digests(step_dir: str) -> dict[str, str]:
-  """{path relative to step_dir: sha256 hex}, CHECKSUMS and its temporaries
-  excluded."""
+  """{path relative to step_dir: sha256 hex} of its files but CHECKSUMS*."""
   digests = {}
   for root, _, files in os.walk(step_dir):
     for name in files:
