@@ -4,19 +4,19 @@ r"""Checks and times bfloat16 training of each encoder on one GPU.
       [--objective=mtc] [--batch=64] [--seconds=10] [--repeats=10]
       [--peak_tflops=989] [--dtype=bfloat16] [--scan_layers]
       [--no_spec_augment] [--prng_impl=threefry2x32] [--attention=xla|cudnn]
-      [--dropout=0.1] [--no_parts]
+      [--dropout=0.1] [--no_parts] [--optimizer=adamw|scaled_adam]
 
 For each encoder: builds the trainer's real step from the objective's
 experiment config (`configs/<objective>.py`; front end in float32, encoder
 in bfloat16, 2,000 tags, random 32-token captions for the text objectives,
 donated state) on all local devices, checks the loss is finite and falls over
 the timed steps on a fixed batch, and prints the median step time, clips/s
-and model-FLOPs utilisation = (model FLOPs of the step / step time) / peak. The model FLOPs are XLA's
-HLO cost analysis of the step lowered without `scan_layers` (cost analysis
-counts a loop body once, so a scanned program under-reports; lowering is
-cheap, only the timed program is compiled), counting the front end,
-encoder, objective and optimizer. The default
-peak is the H100/H200 SXM dense bfloat16 figure (989 TFLOP/s);
+and model-FLOPs utilisation = (model FLOPs of the step / step time) / peak.
+The model FLOPs are XLA's HLO cost analysis of the step lowered without
+`scan_layers` (cost analysis counts a loop body once, so a scanned program
+under-reports; lowering is cheap, only the timed program is compiled),
+counting the front end, encoder, objective and optimizer. The default peak
+is the H100/H200 SXM dense bfloat16 figure (989 TFLOP/s);
 `--peak_tflops=0` measures one instead, the median throughput of a 4096^3
 matrix product in `--dtype` on the same devices (how a CPU table is made).
 Meant to run in under 5 minutes on one H100 or H200.
@@ -76,6 +76,10 @@ def step_config(encoder: str, size: str, args):
   c.data.clip_seconds = args.seconds
   c.train.global_batch_size = args.batch
   c.text.max_len = CAPTION_TOKENS
+  if args.optimizer:
+    c.optimizer.name = args.optimizer
+    if args.optimizer == "scaled_adam":  # it clips by its own rule
+      c.optimizer.clip_norm = 0.0
   c.optimizer.warmup_steps = 1
   c.optimizer.learning_rate = 1e-4
   return c
@@ -185,7 +189,7 @@ def _unscanned_step_flops(config, info, batch, args) -> float:
   process lowers the same step (lowering only, no compile).
   """
   key = (config.encoder.name, config.encoder.size, args.objective,
-         args.dtype, tuple(batch["audio"].shape))
+         args.dtype, args.optimizer, tuple(batch["audio"].shape))
   if key not in _FLOPS:
     flops = _count_step_flops(config, info, batch)
     _FLOPS[key] = flops if flops is not None else _cpu_step_flops(
@@ -203,6 +207,8 @@ def _cpu_step_flops(encoder: str, size: str, args) -> float:
     cmd.append("--no_spec_augment")
   if args.dropout is not None:
     cmd.append(f"--dropout={args.dropout}")
+  if args.optimizer:
+    cmd.append(f"--optimizer={args.optimizer}")
   env = dict(os.environ, JAX_PLATFORMS="cpu")
   out = subprocess.run(cmd, env=env, capture_output=True, text=True,
                        check=True).stdout
@@ -273,6 +279,8 @@ def main():
   parser.add_argument("--objective", default="mtc",
                       help="configs/<objective>.py supplies the step")
   parser.add_argument("--dtype", default="bfloat16")
+  parser.add_argument("--optimizer", default="",
+                      help="the config's optimizer unless set")
   parser.add_argument("--batch", type=int, default=64)
   parser.add_argument("--seconds", type=float, default=10.0)
   parser.add_argument("--repeats", type=int, default=10)

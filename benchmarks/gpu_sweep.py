@@ -33,7 +33,7 @@ import gpu_check
 DEFAULTS = dict(objective="mtc", dtype="bfloat16", batch=64, seconds=10.0,
                 repeats=10, peak_tflops=989.0, scan_layers=True,
                 no_spec_augment=False, prng_impl="", attention="xla",
-                dropout=None, no_parts=True, tflop_step=0.0)
+                dropout=None, no_parts=True, tflop_step=0.0, optimizer="")
 
 # Substrings of kernel names, first match wins (cuBLAS/CUTLASS/nvjet GEMMs,
 # cuDNN's fused attention).
