@@ -14,6 +14,7 @@ import pytest
 
 from audiopt.models import registry
 from audiopt.models import zipformer
+from audiopt.models import zipformer_frontend
 from audiopt.models import zipformer_import
 from audiopt.models import zipformer_modules
 from audiopt.models import zipformer_ops as ops
@@ -541,34 +542,75 @@ def test_layer_skip_schedules_and_rates():
   np.testing.assert_allclose(kept, 0.5)
 
 
-def test_depthwise_conv_matches_a_grouped_convolution():
+@pytest.mark.parametrize("kernel,spatial", [
+    ((5,), (11,)), ((5,), (41,)), ((1,), (9,)), ((5, 3), (11, 7)),
+    ((3, 5), (4, 23))])
+def test_depthwise_conv_matches_a_grouped_convolution(kernel, spatial):
   # The shifted-sum form against XLA's grouped convolution, values and
-  # gradients (the reference's Conv1d(C, C, k, groups=C, padding=k // 2)).
-  b, t, c, k = 2, 11, 6, 5
-  x = jax.random.normal(jax.random.key(0), (b, t, c))
-  conv = zipformer_modules.DepthwiseConv1D(k)
+  # gradients: the reference's Conv1d(C, C, k, groups=C, padding=k // 2) in
+  # the conv modules and its Conv2d(.., groups=C) in the front end's ConvNeXt
+  # (non-square kernels here, so that swapped axes would show). The kernel
+  # gradient cuts a last axis longer than 4 (k - 1) into blocks: 41 and 23
+  # are, with a partial last block.
+  b, c = 2, 6
+  x = jax.random.normal(jax.random.key(0), (b,) + spatial + (c,))
+  conv = zipformer_modules.DepthwiseConv(kernel)
   params = nn.meta.unbox(conv.init(jax.random.key(1), x)["params"])
-  assert params["kernel"].shape == (k, 1, c) and params["bias"].shape == (c,)
+  assert params["kernel"].shape == kernel + (1, c)
+  assert params["bias"].shape == (c,)
+  layout = "NWC" if len(kernel) == 1 else "NHWC"
+  kernel_layout = "WIO" if len(kernel) == 1 else "HWIO"
 
   def reference(p, x):
     y = jax.lax.conv_general_dilated(
-        x, p["kernel"], (1,), [(k // 2, k // 2)],
-        dimension_numbers=("NWC", "WIO", "NWC"), feature_group_count=c,
-        precision=jax.lax.Precision.HIGHEST)
+        x, p["kernel"], (1,) * len(kernel), [(k // 2, k // 2) for k in kernel],
+        dimension_numbers=(layout, kernel_layout, layout),
+        feature_group_count=c, precision=jax.lax.Precision.HIGHEST)
     return y + p["bias"]
 
   mine = lambda p, x: conv.apply({"params": p}, x)  # noqa: E731
   np.testing.assert_allclose(mine(params, x), reference(params, x),
                              atol=1e-5)
-  weights = jax.random.normal(jax.random.key(2), (b, t, c))
+  weights = jax.random.normal(jax.random.key(2), x.shape)
   grads = [jax.grad(lambda p, x, f=f: (f(p, x) * weights).sum(),
                     argnums=(0, 1))(params, x) for f in (mine, reference)]
   for got, want in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1])):
     np.testing.assert_allclose(got, want, atol=1e-4)
-  half = zipformer_modules.DepthwiseConv1D(k, dtype=jnp.bfloat16).apply(
+  half = zipformer_modules.DepthwiseConv(kernel, dtype=jnp.bfloat16).apply(
       {"params": params}, x)
   assert half.dtype == jnp.bfloat16
   np.testing.assert_allclose(half.astype(jnp.float32), reference(params, x),
                              atol=0.05)
   with pytest.raises(ValueError, match="odd"):
-    zipformer_modules.DepthwiseConv1D(4).init(jax.random.key(1), x)
+    zipformer_modules.DepthwiseConv(kernel[:-1] + (2,)).init(
+        jax.random.key(1), x)
+  with pytest.raises(ValueError, match="needs input"):
+    zipformer_modules.DepthwiseConv(kernel + (3,)).init(jax.random.key(1), x)
+
+
+@pytest.mark.parametrize("strides,padding", [
+    ((1, 1), ((0, 0), (1, 1))), ((2, 2), ((0, 0), (0, 0))),
+    ((1, 2), ((0, 0), (0, 0)))])
+def test_front_end_conv_matches_xla_convolution(strides, padding):
+  # The front end's three convolutions, each as its matrix product of
+  # stacked strided views, against XLA's convolution: values and gradients.
+  x = jax.random.normal(jax.random.key(0), (2, 13, 12, 3))
+  conv = zipformer_frontend.TorchConv2D(5, (3, 3), strides=strides,
+                                        padding=padding)
+  params = nn.meta.unbox(conv.init(jax.random.key(1), x)["params"])
+  assert params["kernel"].shape == (3, 3, 3, 5)
+
+  def reference(p, x):
+    return jax.lax.conv_general_dilated(
+        x, p["kernel"], strides, padding,
+        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+        precision=jax.lax.Precision.HIGHEST) + p["bias"]
+
+  mine = lambda p, x: conv.apply({"params": p}, x)  # noqa: E731
+  want = reference(params, x)
+  np.testing.assert_allclose(mine(params, x), want, atol=1e-5)
+  weights = jax.random.normal(jax.random.key(2), want.shape)
+  grads = [jax.grad(lambda p, x, f=f: (f(p, x) * weights).sum(),
+                    argnums=(0, 1))(params, x) for f in (mine, reference)]
+  for got, want in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1])):
+    np.testing.assert_allclose(got, want, atol=1e-4)

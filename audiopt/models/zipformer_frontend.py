@@ -28,36 +28,45 @@ def frontend_length(length: Any) -> Any:
   return max(out, 0) if isinstance(out, int) else jnp.maximum(out, 0)
 
 
-class _TorchConv(nn.Module):
-  """2-D conv (NHWC, HWIO kernel) initialised as torch: U(+-1/sqrt(fan_in))."""
+class TorchConv2D(nn.Module):
+  """2-D conv (NHWC, HWIO kernel) initialised as torch: U(+-1/sqrt(fan_in)).
+
+  Computed as one matrix product over the kh*kw shifted (strided) views of
+  the input stacked on the channel axis. The front end's convolutions have
+  1 to 32 input channels; for them XLA:CPU's convolution gradients were
+  the slowest ops of the Zipformer train step, and as products they are
+  plain matrix products on any device.
+  """
 
   features: int
   kernel_size: tuple[int, int]
   strides: tuple[int, int] = (1, 1)
-  padding: Any = "VALID"
-  groups: int = 1
-  in_axis: str | None = "conv_in"
+  padding: Sequence[tuple[int, int]] = ((0, 0), (0, 0))
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     """Convolves x [B, H, W, Cin] to [B, H', W', features]."""
-    fan_in = (x.shape[-1] // self.groups) * math.prod(self.kernel_size)
+    (kh, kw), (sh, sw) = self.kernel_size, self.strides
+    fan_in = x.shape[-1] * kh * kw
     kernel = self.param(
         "kernel", nn.with_logical_partitioning(
-            ops.torch_uniform(), (None, None, self.in_axis, "conv_out")),
-        tuple(self.kernel_size) + (x.shape[-1] // self.groups, self.features),
-        self.param_dtype)
+            ops.torch_uniform(), (None, None, "conv_in", "conv_out")),
+        (kh, kw, x.shape[-1], self.features), self.param_dtype)
     bias = self.param(
         "bias", nn.with_logical_partitioning(
             ops.uniform(1.0 / math.sqrt(fan_in)), ("conv_out",)),
         (self.features,), self.param_dtype)
-    y = jax.lax.conv_general_dilated(
-        x.astype(self.dtype), kernel.astype(self.dtype),
-        window_strides=self.strides, padding=self.padding,
-        dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        feature_group_count=self.groups)
+    x = jnp.pad(x.astype(self.dtype),
+                [(0, 0)] + [tuple(p) for p in self.padding] + [(0, 0)])
+    h, w = (x.shape[1] - kh) // sh + 1, (x.shape[2] - kw) // sw + 1
+    # Channel index (i * kw + j) * Cin + c, the order of the HWIO kernel.
+    patches = jnp.concatenate(
+        [x[:, i:i + sh * (h - 1) + 1:sh, j:j + sw * (w - 1) + 1:sw, :]
+         for i in range(kh) for j in range(kw)], axis=-1)
+    y = jnp.dot(patches, kernel.reshape(fan_in, self.features).astype(
+        self.dtype))
     return y + bias.astype(self.dtype)
 
 
@@ -79,9 +88,8 @@ class ConvNeXt(nn.Module):
     """Maps x [B, T, F, C] to [B, T, F, C]."""
     c = x.shape[-1]
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
-    pad = [((k - 1) // 2, (k - 1) // 2) for k in self.kernel_size]
-    y = _TorchConv(c, self.kernel_size, padding=pad, groups=c, in_axis=None,
-                   name="depthwise_conv", **kw)(x)
+    y = zm.DepthwiseConv(tuple(self.kernel_size), name="depthwise_conv",
+                         **kw)(x)
     y = zm.Linear(c * self.hidden_ratio, (None, "mlp"),
                   name="pointwise_conv1", **kw)(y)
     y = ops.swoosh_l(y)
@@ -137,14 +145,14 @@ class Conv2dSubsampling(nn.Module):
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     c1, c2, c3 = self.channels
     x = features[..., None].astype(self.dtype)
-    x = _TorchConv(c1, (3, 3), padding=((0, 0), (1, 1)), name="conv_0",
-                   **kw)(x)
+    x = TorchConv2D(c1, (3, 3), padding=((0, 0), (1, 1)), name="conv_0",
+                    **kw)(x)
     if train:
       x = ops.scale_grad(x, 0.2)
     x = nn.with_logical_constraint(ops.swoosh_r(x), _CONV_ACTIVATION)
-    x = _TorchConv(c2, (3, 3), strides=(2, 2), name="conv_1", **kw)(x)
+    x = TorchConv2D(c2, (3, 3), strides=(2, 2), name="conv_1", **kw)(x)
     x = nn.with_logical_constraint(ops.swoosh_r(x), _CONV_ACTIVATION)
-    x = _TorchConv(c3, (3, 3), strides=(1, 2), name="conv_2", **kw)(x)
+    x = TorchConv2D(c3, (3, 3), strides=(1, 2), name="conv_2", **kw)(x)
     x = nn.with_logical_constraint(ops.swoosh_r(x), _CONV_ACTIVATION)
     out_lengths = frontend_length(lengths)
     if not self.reference_padding:

@@ -342,46 +342,51 @@ class NonlinAttention(nn.Module):
                   name="out_proj", **kw)(v)
 
 
-class DepthwiseConv1D(nn.Module):
-  """Per-channel 1-D convolution over time, "same" padding, with bias.
+class DepthwiseConv(nn.Module):
+  """Per-channel convolution over the spatial axes, "same" padding, with bias.
 
-  Parameters are laid out as `nn.Conv(C, (k,), feature_group_count=C)`'s
-  (kernel [k, 1, C], bias [C]) and initialised like torch's Conv1d. The
-  product is k shifted multiply-adds, not a grouped convolution: XLA turns
-  the kernel gradient of a grouped convolution into a dense [k, C, C] one,
-  C times the work, which inside `nn.scan` on CPU ran ten times slower than
-  the whole rest of the Zipformer step. Products are summed in float32.
+  Parameters are laid out as torch's Conv{1,2}d(C, C, k, groups=C) weights in
+  Flax order (kernel [*k, 1, C], bias [C]) and initialised like them. The
+  product is `zipformer_ops.depthwise_conv` (shifted multiply-adds, its
+  kernel gradient a matrix product), not a grouped convolution: XLA turns
+  the kernel gradient of a grouped convolution into a dense [*k, C, C] one,
+  C times the work, which on CPU made the 1-D convolutions inside `nn.scan`
+  ten times slower than the rest of the Zipformer step and the front end's
+  7x7 one a third of the whole step. Products are summed in float32.
 
   Attributes:
-    kernel_size: odd kernel size k (padding k // 2 on both sides).
+    kernel_size: odd kernel size per spatial axis (padding k // 2 on both
+      sides); an int is one axis (time).
     dtype: output dtype.
     param_dtype: parameter dtype.
   """
 
-  kernel_size: int
+  kernel_size: int | tuple[int, ...]
   dtype: Dtype = jnp.float32
   param_dtype: Dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    """Convolves x [B, T, C] over T; returns [B, T, C] in `dtype`."""
-    k, c = self.kernel_size, x.shape[-1]
-    if k % 2 == 0:
-      raise ValueError(f"depthwise kernel size must be odd, got {k}")
+    """Convolves x [B, *S, C] over S; returns [B, *S, C] in `dtype`."""
+    ks = ((self.kernel_size,) if isinstance(self.kernel_size, int)
+          else tuple(self.kernel_size))
+    if any(k % 2 == 0 for k in ks):
+      raise ValueError(f"depthwise kernel size must be odd, got {ks}")
+    if x.ndim != len(ks) + 2:
+      raise ValueError(f"kernel {ks} needs input [B, *{len(ks)} axes, C], "
+                       f"got shape {x.shape}")
+    c = x.shape[-1]
     kernel = self.param(
         "kernel", nn.with_logical_partitioning(
-            ops.torch_uniform(), (None, None, "conv_out")),
-        (k, 1, c), self.param_dtype)
+            ops.torch_uniform(), (None,) * (len(ks) + 1) + ("conv_out",)),
+        ks + (1, c), self.param_dtype)
     bias = self.param(
         "bias", nn.with_logical_partitioning(
-            ops.uniform(1.0 / math.sqrt(k)), ("conv_out",)),
+            ops.uniform(1.0 / math.sqrt(math.prod(ks))), ("conv_out",)),
         (c,), self.param_dtype)
-    t = x.shape[1]
-    padded = jnp.pad(x, ((0, 0), (k // 2, k // 2), (0, 0)))
-    w = kernel[:, 0, :].astype(jnp.float32)
-    y = bias.astype(jnp.float32)
-    for i in range(k):
-      y = y + padded[:, i:i + t, :].astype(jnp.float32) * w[i]
+    y = ops.depthwise_conv(x.astype(jnp.float32),
+                           kernel[..., 0, :].astype(jnp.float32))
+    y = y + bias.astype(jnp.float32)
     return y.astype(self.dtype)
 
 
@@ -409,7 +414,7 @@ class ConvolutionModule(nn.Module):
     v, g = jnp.split(proj, 2, axis=-1)
     v = v * jax.nn.sigmoid(g)
     v = jnp.where(mask[..., None], v, jnp.zeros((), v.dtype))
-    v = DepthwiseConv1D(k, name="depthwise_conv", **kw)(v)
+    v = DepthwiseConv(k, name="depthwise_conv", **kw)(v)
     v = nn.with_logical_constraint(ops.swoosh_r(v), layers.BATCH_TIME_MLP)
     return Linear(c, ("mlp", "embed"), init_scale=0.05, name="out_proj",
                   **kw)(v)

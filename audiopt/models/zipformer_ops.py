@@ -3,12 +3,14 @@
 Activations (SwooshL/R), the batch-count schedules of the reference's
 `ScheduledFloat`, its forward-identity gradient hooks (LimitParamValue,
 ScaleGrad, penalize_abs_values_gt), torch-default initialisers, the compact
-relative positional encoding and the frame-rate changes used between stacks.
-All arrays are batch-major: [B, T, C].
+relative positional encoding, the depthwise convolution of the conv modules
+and the front end, and the frame-rate changes used between stacks. All
+arrays are batch-major: [B, T, C].
 """
 
 from collections.abc import Sequence
 import functools
+import itertools
 import math
 from typing import Any
 
@@ -105,6 +107,92 @@ def _scale_bwd(alpha, _, g):
 
 
 scale_grad.defvjp(_scale_fwd, _scale_bwd)
+
+
+def _same_pad(x: jax.Array, kernel_shape: Sequence[int]) -> jax.Array:
+  """Pads the spatial axes of x [B, *S, C] by k // 2 on both sides."""
+  return jnp.pad(x, [(0, 0)] + [(k // 2, k // 2) for k in kernel_shape] +
+                 [(0, 0)])
+
+
+def _shifted_sum(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  spatial, kernel_shape = x.shape[1:-1], kernel.shape[:-1]
+  padded = _same_pad(x, kernel_shape)
+  y = jnp.zeros(x.shape, x.dtype)
+  for offset in itertools.product(*(range(k) for k in kernel_shape)):
+    window = tuple(slice(o, o + n) for o, n in zip(offset, spatial))
+    y = y + padded[(slice(None),) + window] * kernel[offset]
+  return y
+
+
+@jax.custom_vjp
+def depthwise_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """Per-channel convolution with "same" padding: prod(k) shifted products.
+
+  Args:
+    x: [B, *S, C] (the spatial axes S, e.g. time or time x frequency).
+    kernel: [*k, C], odd k per spatial axis.
+
+  Returns:
+    [B, *S, C]: y[b, s, c] = sum_o x[b, s + o - k // 2, c] kernel[o, c],
+    zero outside x. Its gradient for the kernel is a batched matrix
+    product (`_kernel_grad`), not prod(k) reductions over the whole input.
+  """
+  return _shifted_sum(x, kernel)
+
+
+def _kernel_grad(x: jax.Array, g: jax.Array,
+                 kernel_shape: Sequence[int]) -> jax.Array:
+  """d(sum(g * depthwise_conv(x, kernel)))/d kernel, [*k, C].
+
+  Along the last spatial axis (length n, kernel k) the gradient is a
+  correlation. Cut into blocks of L outputs, each with its window of
+  L + k - 1 inputs, it becomes one matrix product per channel,
+  M[c, u, r] = sum over blocks and the other positions of
+  window[u] * g[r], whose diagonal sums sum_r M[c, r + o, r] are the k taps
+  (L = k - 1, or the whole axis when n <= 4 (k - 1)). The taps of the other
+  spatial axes are a loop over shifted inputs.
+  """
+  *lead_k, k = kernel_shape
+  n, c = x.shape[-2], x.shape[-1]
+  block = k - 1 if k > 1 and n > 4 * (k - 1) else n
+  blocks = -(-n // block)
+  g = jnp.pad(g, [(0, 0)] * (g.ndim - 2) + [(0, blocks * block - n), (0, 0)])
+  g = g.reshape(g.shape[:-2] + (blocks, block, c))
+  padded = _same_pad(x, kernel_shape)  # last axis: n + k - 1
+  if blocks > 1:  # windows overlap by k - 1 = L: block j and j + 1's head
+    padded = jnp.pad(padded, [(0, 0)] * (x.ndim - 2) + [
+        (0, (blocks + 1) * block - padded.shape[-2]), (0, 0)])
+  taps = jnp.arange(k)[:, None] + jnp.arange(block)[None, :]
+  grads = []
+  for offset in itertools.product(*(range(j) for j in lead_k)):
+    window = tuple(slice(o, o + m) for o, m in zip(offset, x.shape[1:-2]))
+    shifted = padded[(slice(None),) + window]
+    if blocks > 1:
+      body = shifted.reshape(shifted.shape[:-2] + (blocks + 1, block, c))
+      windows = jnp.concatenate([body[..., :blocks, :, :],
+                                 body[..., 1:, :k - 1, :]], axis=-2)
+    else:
+      windows = shifted[..., None, :, :]
+    axes = tuple(range(windows.ndim - 2))  # batch, other positions, blocks
+    m = jax.lax.dot_general(windows, g, ((axes, axes), ((windows.ndim - 1,),
+                                                        (g.ndim - 1,))))
+    grads.append(m[:, taps, jnp.arange(block)].sum(-1).T)  # [k, C]
+  return jnp.stack(grads).reshape(tuple(kernel_shape) + (c,))
+
+
+def _depthwise_fwd(x, kernel):
+  return _shifted_sum(x, kernel), (x, kernel)
+
+
+def _depthwise_bwd(res, g):
+  x, kernel = res
+  _, x_vjp = jax.vjp(lambda x: _shifted_sum(x, kernel), x)
+  return x_vjp(g)[0], _kernel_grad(x, g, kernel.shape[:-1]).astype(
+      kernel.dtype)
+
+
+depthwise_conv.defvjp(_depthwise_fwd, _depthwise_bwd)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
