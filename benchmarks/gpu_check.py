@@ -104,8 +104,14 @@ def host_batch(args) -> dict[str, np.ndarray]:
   }
 
 
-def check(encoder: str, size: str, args) -> dict:
-  """Builds, compiles and times one encoder's train step; returns numbers."""
+def check(encoder: str, size: str, args, trace_dir: str = "") -> dict:
+  """Builds, compiles and times one encoder's train step; returns numbers.
+
+  With `trace_dir`, three more steps after the timed ones run under
+  `jax.profiler.trace` (Perfetto trace, no Python tracer), so that the trace
+  holds the step's kernels and nothing of building or compiling it (the
+  trace export keeps at most a million events).
+  """
   c = step_config(encoder, size, args)
   info = INFO
   setup = step_lib.build(c, info, {})
@@ -127,6 +133,14 @@ def check(encoder: str, size: str, args) -> dict:
       state, metrics = compiled(state, batch, jax.random.key(1))
       losses.append(float(metrics["loss"]))  # syncs
       times.append(time.perf_counter() - t0)
+    if trace_dir:
+      options = jax.profiler.ProfileOptions()
+      options.python_tracer_level = 0
+      with jax.profiler.trace(trace_dir, create_perfetto_trace=True,
+                              profiler_options=options):
+        for _ in range(3):
+          state, metrics = compiled(state, batch, jax.random.key(1))
+        jax.block_until_ready(metrics)
     try:  # after the timing, so that a failed comparison keeps the times
       attention_diff = _attention_diff(setup.model, xla_model, state.params,
                                        batch)
@@ -150,6 +164,7 @@ def check(encoder: str, size: str, args) -> dict:
       "finite": all(np.isfinite(losses)), "falls": losses[-1] < losses[0],
       "front_ms": front_ms, "fwd_ms": fwd_ms,
       "attention_diff": attention_diff,
+      "hlo_text": compiled.as_text(),  # names the profiled ops' model parts
   }
 
 
