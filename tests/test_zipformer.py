@@ -581,6 +581,16 @@ def test_depthwise_conv_matches_a_grouped_convolution(kernel, spatial):
   assert half.dtype == jnp.bfloat16
   np.testing.assert_allclose(half.astype(jnp.float32), reference(params, x),
                              atol=0.05)
+  # A bfloat16 input stays bfloat16 for the backward pass; its gradient is
+  # bfloat16, the kernel's float32, both near the float32 ones.
+  x16 = x.astype(jnp.bfloat16)
+  grads16 = jax.grad(lambda p, x: (mine(p, x) * weights).sum(),
+                     argnums=(0, 1))(params, x16)
+  assert grads16[1].dtype == jnp.bfloat16
+  assert grads16[0]["kernel"].dtype == jnp.float32
+  for got, want in zip(jax.tree.leaves(grads16), jax.tree.leaves(grads[1])):
+    np.testing.assert_allclose(np.asarray(got, np.float32), want,
+                               atol=0.05 * np.abs(want).max())
   with pytest.raises(ValueError, match="odd"):
     zipformer_modules.DepthwiseConv(kernel[:-1] + (2,)).init(
         jax.random.key(1), x)

@@ -384,8 +384,7 @@ class DepthwiseConv(nn.Module):
         "bias", nn.with_logical_partitioning(
             ops.uniform(1.0 / math.sqrt(math.prod(ks))), ("conv_out",)),
         (c,), self.param_dtype)
-    y = ops.depthwise_conv(x.astype(jnp.float32),
-                           kernel[..., 0, :].astype(jnp.float32))
+    y = ops.depthwise_conv(x, kernel[..., 0, :].astype(jnp.float32))
     y = y + bias.astype(jnp.float32)
     return y.astype(self.dtype)
 

@@ -118,7 +118,7 @@ def _same_pad(x: jax.Array, kernel_shape: Sequence[int]) -> jax.Array:
 def _shifted_sum(x: jax.Array, kernel: jax.Array) -> jax.Array:
   spatial, kernel_shape = x.shape[1:-1], kernel.shape[:-1]
   padded = _same_pad(x, kernel_shape)
-  y = jnp.zeros(x.shape, x.dtype)
+  y = jnp.zeros(x.shape, jnp.result_type(x, kernel))
   for offset in itertools.product(*(range(k) for k in kernel_shape)):
     window = tuple(slice(o, o + n) for o, n in zip(offset, spatial))
     y = y + padded[(slice(None),) + window] * kernel[offset]
@@ -130,13 +130,15 @@ def depthwise_conv(x: jax.Array, kernel: jax.Array) -> jax.Array:
   """Per-channel convolution with "same" padding: prod(k) shifted products.
 
   Args:
-    x: [B, *S, C] (the spatial axes S, e.g. time or time x frequency).
-    kernel: [*k, C], odd k per spatial axis.
+    x: [B, *S, C] (the spatial axes S, e.g. time or time x frequency), any
+      float dtype; kept as it is for the backward pass.
+    kernel: [*k, C], odd k per spatial axis; float32 for float32 sums.
 
   Returns:
-    [B, *S, C]: y[b, s, c] = sum_o x[b, s + o - k // 2, c] kernel[o, c],
-    zero outside x. Its gradient for the kernel is a batched matrix
-    product (`_kernel_grad`), not prod(k) reductions over the whole input.
+    [B, *S, C] in the promoted dtype of x and kernel:
+    y[b, s, c] = sum_o x[b, s + o - k // 2, c] kernel[o, c], zero outside
+    x. Its gradient for the kernel is a batched matrix product
+    (`_kernel_grad`), not prod(k) reductions over the whole input.
   """
   return _shifted_sum(x, kernel)
 
@@ -159,7 +161,7 @@ def _kernel_grad(x: jax.Array, g: jax.Array,
   blocks = -(-n // block)
   g = jnp.pad(g, [(0, 0)] * (g.ndim - 2) + [(0, blocks * block - n), (0, 0)])
   g = g.reshape(g.shape[:-2] + (blocks, block, c))
-  padded = _same_pad(x, kernel_shape)  # last axis: n + k - 1
+  padded = _same_pad(x.astype(g.dtype), kernel_shape)  # n + k - 1 long
   if blocks > 1:  # windows overlap by k - 1 = L: block j and j + 1's head
     padded = jnp.pad(padded, [(0, 0)] * (x.ndim - 2) + [
         (0, (blocks + 1) * block - padded.shape[-2]), (0, 0)])
