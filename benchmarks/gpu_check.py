@@ -164,7 +164,8 @@ def check(encoder: str, size: str, args, trace_dir: str = "") -> dict:
       "finite": all(np.isfinite(losses)), "falls": losses[-1] < losses[0],
       "front_ms": front_ms, "fwd_ms": fwd_ms,
       "attention_diff": attention_diff,
-      "hlo_text": compiled.as_text(),  # names the profiled ops' model parts
+      # Names the traced ops' model parts (gpu_sweep's profile summary).
+      "hlo_text": compiled.as_text() if trace_dir else "",
   }
 
 

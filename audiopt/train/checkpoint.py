@@ -11,8 +11,8 @@ the SHA-256 of every file of the step, hashed in a background thread so
 that training does not wait on reading back a large checkpoint.
 `latest_step` verifies the newest steps against it and moves a step whose
 files are missing, truncated or garbled to `<step>.corrupt-<n>` (logged), so
-a run resumes from the previous complete checkpoint. Orbax never lists its temporary directories,
-so a save killed midway is skipped too.
+a run resumes from the previous complete checkpoint. Orbax never lists its
+temporary directories, so a save killed midway is skipped too.
 """
 
 import hashlib
