@@ -153,6 +153,10 @@ def test_study_kill_and_resume(demo_data_dir, tmp_path):
   done = {f: os.stat(first / f).st_mtime_ns for f in os.listdir(first)
           if f.endswith(".json")}
   metrics_lines = (killed / "runs" / "mtc_uts" / "metrics.jsonl").read_text()
+  # Whether or not the kill caught a report mid-write, leave what it leaves.
+  (killed / "plots").mkdir(exist_ok=True)
+  for stale in ("plots/probe_knn.png.tmp-1-1", "results.csv.tmp-1-1"):
+    (killed / stale).write_bytes(b"partial")
 
   # Restarted: only what is missing is done, each row once.
   rows = runner.run_study(_study_config(data_dir), str(killed))
@@ -169,6 +173,7 @@ def test_study_kill_and_resume(demo_data_dir, tmp_path):
   assert "| MTC, weak labels |" in table and "emotion acc" in table
   assert sorted(os.listdir(killed / "plots")) == [
       "probe_attention.png", "probe_knn.png", "probe_mean.png"]
+  assert not list(killed.glob("results.csv.tmp-*"))
 
   # A third start finds everything done and changes nothing.
   before = {p: os.stat(p).st_mtime_ns for p in (killed / "results").rglob("*")}

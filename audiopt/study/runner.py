@@ -298,6 +298,11 @@ class Study:
     rows = self.rows()
     if jax.process_index() != 0:
       return rows
+    # These files are written here alone: a killed study's temporaries of
+    # them are debris (its stored results are what the reports are from).
+    for name in ("results.csv", "results.md"):
+      atomic_files.remove_temporaries(self.workdir, name)
+    atomic_files.remove_temporaries(os.path.join(self.workdir, "plots"))
     results_lib.write_csv(os.path.join(self.workdir, "results.csv"), rows)
     header = ("## Study results\n\nFrozen-encoder probes on the held-out "
               "tasks; accuracy in percent (multiclass), mAP (multilabel). "
