@@ -124,7 +124,7 @@ def decode_audio_with_rate(
     with soundfile.SoundFile(target) as f:
       sample_rate = f.samplerate
       declared = f.frames
-      wav = f.read(dtype="float32", always_2d=True)
+      wav = f.read(dtype="float32", always_2d=False)
   except soundfile.LibsndfileError as e:
     raise AudioDecodeError(source, e.error_string) from e
   except Exception as e:  # OS and other format errors.
@@ -136,7 +136,8 @@ def decode_audio_with_rate(
         source, f"truncated: read {wav.shape[0]} of {declared} frames")
   if not np.isfinite(wav).all():
     raise AudioDecodeError(source, "non-finite samples")
-  wav = wav.mean(axis=1, dtype=np.float32)
+  if wav.ndim == 2:  # mono comes back 1-D: no downmix pass over it
+    wav = wav.mean(axis=1, dtype=np.float32)
   if target_sample_rate is not None and target_sample_rate != sample_rate:
     wav = resample(wav, sample_rate, target_sample_rate)
     sample_rate = target_sample_rate
