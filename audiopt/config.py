@@ -8,6 +8,10 @@ values of the wrong type. `validate(config)` then checks what types cannot
 work starts.
 """
 
+import importlib.util
+import os
+import types
+
 import ml_collections
 
 DATA_SOURCES = ("records", "demo")
@@ -193,6 +197,39 @@ def base_config() -> ml_collections.ConfigDict:
 
   c.lock()
   return c
+
+
+def config_module(path: str | os.PathLike) -> types.ModuleType:
+  """Imports the config file at `path` as a fresh module.
+
+  configs/ is not a package on every path configs are loaded from (main.py's
+  `--config=`, notebooks, tests), so config files reach each other through
+  this rather than through imports.
+
+  Args:
+    path: a Python file defining `get_config(arg=None)`.
+
+  Returns:
+    The executed module.
+  """
+  path = os.fspath(path)
+  name = "audiopt_config_" + os.path.splitext(os.path.basename(path))[0]
+  spec = importlib.util.spec_from_file_location(name, path)
+  if spec is None:
+    raise FileNotFoundError(f"no config file {path!r}")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def load_config_file(path: str | os.PathLike, arg: str | None = None
+                     ) -> ml_collections.ConfigDict:
+  """Returns `get_config(arg)` of the config file at `path`.
+
+  The same config `--config=path:arg` gives main.py, without its command-line
+  overrides.
+  """
+  return config_module(path).get_config(arg)
 
 
 def parse_arg(arg: str | None) -> dict[str, str]:

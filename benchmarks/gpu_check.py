@@ -33,7 +33,6 @@ cuDNN call).
 
 import argparse
 import functools
-import importlib.util
 import os
 import statistics
 import subprocess
@@ -43,6 +42,7 @@ import time
 import jax
 import numpy as np
 
+from audiopt import config as config_lib
 from audiopt.objectives import DatasetInfo
 from audiopt.train import sharding
 from audiopt.train import step as step_lib
@@ -59,11 +59,8 @@ CAPTION_TOKENS = 32
 
 def step_config(encoder: str, size: str, args):
   """The experiment config of `args.objective` for one checked step."""
-  path = os.path.join(CONFIGS, f"{args.objective}.py")
-  spec = importlib.util.spec_from_file_location("objective_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  c = module.get_config(f"encoder={encoder},size={size}")
+  c = config_lib.load_config_file(os.path.join(CONFIGS, f"{args.objective}.py"),
+                                 f"encoder={encoder},size={size}")
   c.encoder.dtype = args.dtype
   if args.scan_layers:
     c.encoder.scan_layers = True

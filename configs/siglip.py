@@ -19,19 +19,15 @@ Options after a colon, comma-separated:
 Example: configs/siglip.py:chunked,runlocal
 """
 
-import importlib.util
 import os
 
 from audiopt import config as config_lib
 
 
 def _contrastive_module():
-  # configs/ is not a package on every path main.py loads configs from.
-  path = os.path.join(os.path.dirname(__file__), "contrastive.py")
-  spec = importlib.util.spec_from_file_location("_contrastive_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return config_lib.config_module(
+      os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                   "contrastive.py"))
 
 
 def get_config(arg=None):

@@ -27,7 +27,6 @@ Options after a colon: steps=N training steps per run (default 200); quick
 shrinks everything (tiny encoder, a few steps) for a smoke test.
 """
 
-import importlib.util
 import os
 
 from audiopt import config as config_lib
@@ -74,9 +73,5 @@ def get_config(arg=None):
 
 def _demo_module():
   """configs/demo.py beside this file (the demo world and its encoder)."""
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "demo.py")
-  module_spec = importlib.util.spec_from_file_location("audiopt_demo_config",
-                                                       path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  return module
+  return config_lib.config_module(
+      os.path.join(os.path.dirname(os.path.abspath(__file__)), "demo.py"))

@@ -7,13 +7,7 @@ import pytest
 
 from audiopt import config as config_lib
 
-
-def _load(path, arg=None):
-  import importlib.util
-  spec = importlib.util.spec_from_file_location("cfg", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+_load = config_lib.load_config_file
 
 
 @pytest.mark.parametrize("path,arg", [
@@ -101,3 +95,23 @@ def test_attention_impl_is_checked_and_reaches_the_blocks():
   config_lib.validate(config, 8)
   from audiopt.models import registry  # pylint: disable=g-import-not-at-top
   assert registry.build_encoder(config.encoder).attention_impl == "cudnn"
+
+
+def test_config_module_loads_a_file_by_path(tmp_path):
+  (tmp_path / "base_cfg.py").write_text(
+      "from audiopt import config as config_lib\n"
+      "def get_config(arg=None):\n"
+      "  c = config_lib.base_config()\n"
+      "  c.train.num_steps = int(arg or 7)\n"
+      "  return c\n")
+  (tmp_path / "child_cfg.py").write_text(
+      "import os\n"
+      "from audiopt import config as config_lib\n"
+      "def get_config(arg=None):\n"
+      "  here = os.path.dirname(os.path.abspath(__file__))\n"
+      "  base = config_lib.config_module(os.path.join(here, 'base_cfg.py'))\n"
+      "  return base.get_config('11')\n")
+  assert _load(tmp_path / "base_cfg.py").train.num_steps == 7
+  assert _load(tmp_path / "child_cfg.py").train.num_steps == 11
+  with pytest.raises(FileNotFoundError, match="nothere.py"):
+    _load(tmp_path / "nothere.py")

@@ -1,17 +1,10 @@
 """The objective config files load, validate and pick their objective."""
 
-import importlib.util
-
 import pytest
 
 from audiopt import config as config_lib
 
-
-def _load(path, arg=None):
-  spec = importlib.util.spec_from_file_location("cfg", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+_load = config_lib.load_config_file
 
 
 @pytest.mark.parametrize("path,arg,objective", [

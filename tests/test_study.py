@@ -193,12 +193,7 @@ def test_study_kill_and_resume(demo_data_dir, tmp_path):
                                       ("configs/study_demo.py", "quick"),
                                       ("configs/demo.py", None)])
 def test_study_configs_validate_every_run(path, arg):
-  import importlib.util  # pylint: disable=g-import-not-at-top
-  spec = importlib.util.spec_from_file_location("cfg", os.path.join(REPO,
-                                                                     path))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config(arg)
+  config = config_lib.load_config_file(os.path.join(REPO, path), arg)
   assert config.job == "study"
   config_lib.validate(config, num_devices=8)
   runs = spec_lib.parse_runs(config.study.runs)
