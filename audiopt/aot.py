@@ -137,6 +137,27 @@ def compile_train_step(config, info, devices=None) -> tuple[Any, Any]:
   return setup, compiled
 
 
+def memory_bytes(compiled) -> dict[str, int]:
+  """Per-device memory of a compiled program, from XLA's memory analysis.
+
+  Returns:
+    {"argument", "output", "alias", "temp", "generated_code": bytes, and
+    "peak_bytes" = argument + output - alias + temp}, or {} when the
+    backend gives no memory analysis.
+  """
+  mem = compiled.memory_analysis()
+  if mem is None:
+    return {}
+  memory = {}
+  for key in ("argument_size_in_bytes", "output_size_in_bytes",
+              "alias_size_in_bytes", "temp_size_in_bytes",
+              "generated_code_size_in_bytes"):
+    memory[key.removesuffix("_size_in_bytes")] = int(getattr(mem, key))
+  memory["peak_bytes"] = (memory["argument"] + memory["output"] -
+                          memory["alias"] + memory["temp"])
+  return memory
+
+
 def report(setup, compiled) -> dict[str, Any]:
   """Memory per device, FLOPs and parameter counts of a compiled step.
 
@@ -152,15 +173,7 @@ def report(setup, compiled) -> dict[str, Any]:
   from audiopt.train import sharding  # pylint: disable=g-import-not-at-top
   params = setup.abstract_state.params
   leaves = jax.tree.leaves(params)
-  mem = compiled.memory_analysis()
-  memory = {}
-  if mem is not None:
-    for key in ("argument_size_in_bytes", "output_size_in_bytes",
-                "alias_size_in_bytes", "temp_size_in_bytes",
-                "generated_code_size_in_bytes"):
-      memory[key.removesuffix("_size_in_bytes")] = int(getattr(mem, key))
-    memory["peak_bytes"] = (memory["argument"] + memory["output"] -
-                            memory["alias"] + memory["temp"])
+  memory = memory_bytes(compiled)
   cost = compiled.cost_analysis()
   cost = (cost[0] if isinstance(cost, list) else cost) or {}
   fraction, _ = sharding.replicated_fraction(params)

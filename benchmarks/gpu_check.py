@@ -11,7 +11,10 @@ experiment config (`configs/<objective>.py`; front end in float32, encoder
 in bfloat16, 2,000 tags, random 32-token captions for the text objectives,
 donated state) on all local devices, checks the loss is finite and falls over
 the timed steps on a fixed batch, and prints the median step time, clips/s
-and model-FLOPs utilisation = (model FLOPs of the step / step time) / peak.
+and model-FLOPs utilisation = (model FLOPs of the step / step time) / peak,
+with the compiled step's memory per device (XLA's memory analysis: arguments
++ outputs - donated + temporaries; on the GPU the measured figure that
+`memory_bench.py` estimates from CPU compiles).
 The model FLOPs are XLA's HLO cost analysis of the step lowered without
 `scan_layers` (cost analysis counts a loop body once, so a scanned program
 under-reports; lowering is cheap, only the timed program is compiled),
@@ -42,6 +45,7 @@ import time
 import jax
 import numpy as np
 
+from audiopt import aot
 from audiopt import config as config_lib
 from audiopt.objectives import DatasetInfo
 from audiopt.train import sharding
@@ -121,6 +125,8 @@ def check(encoder: str, size: str, args, trace_dir: str = "") -> dict:
     t0 = time.perf_counter()
     compiled = train_step.lower(state, batch, jax.random.key(1)).compile()
     compile_s = time.perf_counter() - t0
+    peak_gib = aot.memory_bytes(compiled).get("peak_bytes", float("nan")
+                                              ) / 2**30
     front_ms = fwd_ms = float("nan")
     if not args.no_parts:
       front_ms, fwd_ms = _parts_ms(setup, state.params, batch, args.repeats)
@@ -154,7 +160,7 @@ def check(encoder: str, size: str, args, trace_dir: str = "") -> dict:
   return {
       "encoder": f"{encoder}/{size} {args.objective}",
       "params": sum(x.size for x in jax.tree.leaves(state.params)),
-      "compile_s": compile_s, "step_ms": med * 1e3,
+      "compile_s": compile_s, "peak_gib": peak_gib, "step_ms": med * 1e3,
       "min_ms": min(times) * 1e3, "max_ms": max(times) * 1e3,
       "clips_per_s": args.batch / med, "tflop_step": flops / 1e12,
       "mfu": flops / med / peak, "peak_tflops": peak / 1e12,
@@ -330,15 +336,16 @@ def main():
     print(row(check(name, size, args)), flush=True)
 
 
-HEADER = ("| encoder | params | compile s | step ms (min-max) | clips/s | "
-          "TFLOP/step | MFU | peak TFLOP/s | front end ms | eval fwd ms | "
-          "loss finite, falls | attention rel. diff |\n"
-          "|---|---|---|---|---|---|---|---|---|---|---|---|")
+HEADER = ("| encoder | params | compile s | memory GiB | step ms (min-max) | "
+          "clips/s | TFLOP/step | MFU | peak TFLOP/s | front end ms | "
+          "eval fwd ms | loss finite, falls | attention rel. diff |\n"
+          "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def row(r: dict) -> str:
   """One markdown table row (see HEADER) of a `check` result."""
   return (f"| {r['encoder']} | {r['params']:,} | {r['compile_s']:.0f} | "
+          f"{r['peak_gib']:.3g} | "
           f"{r['step_ms']:.1f} ({r['min_ms']:.1f}-{r['max_ms']:.1f}) | "
           f"{r['clips_per_s']:.0f} | {r['tflop_step']:.3g} | "
           f"{100 * r['mfu']:.1f}% | {r['peak_tflops']:.3g} | "
