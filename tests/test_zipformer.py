@@ -14,7 +14,6 @@ import pytest
 
 from audiopt.models import registry
 from audiopt.models import zipformer
-from audiopt.models import zipformer_frontend
 from audiopt.models import zipformer_import
 from audiopt.models import zipformer_modules
 from audiopt.models import zipformer_ops as ops
@@ -597,30 +596,3 @@ def test_depthwise_conv_matches_a_grouped_convolution(kernel, spatial):
   with pytest.raises(ValueError, match="needs input"):
     zipformer_modules.DepthwiseConv(kernel + (3,)).init(jax.random.key(1), x)
 
-
-@pytest.mark.parametrize("strides,padding", [
-    ((1, 1), ((0, 0), (1, 1))), ((2, 2), ((0, 0), (0, 0))),
-    ((1, 2), ((0, 0), (0, 0)))])
-def test_front_end_conv_matches_xla_convolution(strides, padding):
-  # The front end's three convolutions, each as its matrix product of
-  # stacked strided views, against XLA's convolution: values and gradients.
-  x = jax.random.normal(jax.random.key(0), (2, 13, 12, 3))
-  conv = zipformer_frontend.TorchConv2D(5, (3, 3), strides=strides,
-                                        padding=padding)
-  params = nn.meta.unbox(conv.init(jax.random.key(1), x)["params"])
-  assert params["kernel"].shape == (3, 3, 3, 5)
-
-  def reference(p, x):
-    return jax.lax.conv_general_dilated(
-        x, p["kernel"], strides, padding,
-        dimension_numbers=("NHWC", "HWIO", "NHWC"),
-        precision=jax.lax.Precision.HIGHEST) + p["bias"]
-
-  mine = lambda p, x: conv.apply({"params": p}, x)  # noqa: E731
-  want = reference(params, x)
-  np.testing.assert_allclose(mine(params, x), want, atol=1e-5)
-  weights = jax.random.normal(jax.random.key(2), want.shape)
-  grads = [jax.grad(lambda p, x, f=f: (f(p, x) * weights).sum(),
-                    argnums=(0, 1))(params, x) for f in (mine, reference)]
-  for got, want in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1])):
-    np.testing.assert_allclose(got, want, atol=1e-4)

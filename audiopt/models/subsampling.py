@@ -73,14 +73,10 @@ class Conv2dSubsampling(nn.Module):
                        f"{features.shape[1]}")
     x = features[..., None]  # [B, T, F, 1]: time and mel are the 2-D plane.
     for i in range(2):
-      x = nn.Conv(
-          self.channels, (3, 3), strides=(2, 2), padding="VALID",
-          dtype=self.dtype, param_dtype=self.param_dtype,
-          kernel_init=nn.with_logical_partitioning(
-              nn.initializers.kaiming_uniform(),
-              (None, None, "conv_in", "conv_out")),
-          bias_init=nn.with_logical_partitioning(
-              nn.initializers.zeros_init(), ("conv_out",)),
+      x = layers.Conv2D(
+          self.channels, (3, 3), strides=(2, 2), dtype=self.dtype,
+          param_dtype=self.param_dtype,
+          kernel_init=nn.initializers.kaiming_uniform(),
           name=f"conv_{i}")(x)
       x = nn.relu(x)
       x = nn.with_logical_constraint(x, ("batch", "time", None, "conv_out"))

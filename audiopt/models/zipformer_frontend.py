@@ -28,46 +28,21 @@ def frontend_length(length: Any) -> Any:
   return max(out, 0) if isinstance(out, int) else jnp.maximum(out, 0)
 
 
-class TorchConv2D(nn.Module):
-  """2-D conv (NHWC, HWIO kernel) initialised as torch: U(+-1/sqrt(fan_in)).
+def torch_conv2d(features: int, kernel_size: tuple[int, int],
+                 in_channels: int, **kwargs) -> layers.Conv2D:
+  """`layers.Conv2D` initialised as torch's Conv2d: U(+-1/sqrt(fan_in)).
 
-  Computed as one matrix product over the kh*kw shifted (strided) views of
-  the input stacked on the channel axis. The front end's convolutions have
-  1 to 32 input channels; for them XLA:CPU's convolution gradients were
-  the slowest ops of the Zipformer train step, and as products they are
-  plain matrix products on any device.
+  Args:
+    features: output channels.
+    kernel_size: (kh, kw).
+    in_channels: input channels (fan_in = in_channels * kh * kw).
+    **kwargs: the other `layers.Conv2D` attributes (strides, padding, dtype,
+      param_dtype, name).
   """
-
-  features: int
-  kernel_size: tuple[int, int]
-  strides: tuple[int, int] = (1, 1)
-  padding: Sequence[tuple[int, int]] = ((0, 0), (0, 0))
-  dtype: Dtype = jnp.float32
-  param_dtype: Dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    """Convolves x [B, H, W, Cin] to [B, H', W', features]."""
-    (kh, kw), (sh, sw) = self.kernel_size, self.strides
-    fan_in = x.shape[-1] * kh * kw
-    kernel = self.param(
-        "kernel", nn.with_logical_partitioning(
-            ops.torch_uniform(), (None, None, "conv_in", "conv_out")),
-        (kh, kw, x.shape[-1], self.features), self.param_dtype)
-    bias = self.param(
-        "bias", nn.with_logical_partitioning(
-            ops.uniform(1.0 / math.sqrt(fan_in)), ("conv_out",)),
-        (self.features,), self.param_dtype)
-    x = jnp.pad(x.astype(self.dtype),
-                [(0, 0)] + [tuple(p) for p in self.padding] + [(0, 0)])
-    h, w = (x.shape[1] - kh) // sh + 1, (x.shape[2] - kw) // sw + 1
-    # Channel index (i * kw + j) * Cin + c, the order of the HWIO kernel.
-    patches = jnp.concatenate(
-        [x[:, i:i + sh * (h - 1) + 1:sh, j:j + sw * (w - 1) + 1:sw, :]
-         for i in range(kh) for j in range(kw)], axis=-1)
-    y = jnp.dot(patches, kernel.reshape(fan_in, self.features).astype(
-        self.dtype))
-    return y + bias.astype(self.dtype)
+  fan_in = in_channels * math.prod(kernel_size)
+  return layers.Conv2D(features, kernel_size, kernel_init=ops.torch_uniform(),
+                       bias_init=ops.uniform(1.0 / math.sqrt(fan_in)),
+                       **kwargs)
 
 
 class ConvNeXt(nn.Module):
@@ -145,14 +120,14 @@ class Conv2dSubsampling(nn.Module):
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     c1, c2, c3 = self.channels
     x = features[..., None].astype(self.dtype)
-    x = TorchConv2D(c1, (3, 3), padding=((0, 0), (1, 1)), name="conv_0",
-                    **kw)(x)
+    x = torch_conv2d(c1, (3, 3), 1, padding=((0, 0), (1, 1)), name="conv_0",
+                     **kw)(x)
     if train:
       x = ops.scale_grad(x, 0.2)
     x = nn.with_logical_constraint(ops.swoosh_r(x), _CONV_ACTIVATION)
-    x = TorchConv2D(c2, (3, 3), strides=(2, 2), name="conv_1", **kw)(x)
+    x = torch_conv2d(c2, (3, 3), c1, strides=(2, 2), name="conv_1", **kw)(x)
     x = nn.with_logical_constraint(ops.swoosh_r(x), _CONV_ACTIVATION)
-    x = TorchConv2D(c3, (3, 3), strides=(1, 2), name="conv_2", **kw)(x)
+    x = torch_conv2d(c3, (3, 3), c2, strides=(1, 2), name="conv_2", **kw)(x)
     x = nn.with_logical_constraint(ops.swoosh_r(x), _CONV_ACTIVATION)
     out_lengths = frontend_length(lengths)
     if not self.reference_padding:
