@@ -64,16 +64,26 @@ class CacheKey:
   @classmethod
   def make(cls, model: str, task: str, split: str, layer: str | None = None,
            settings: Mapping[str, Any] | None = None) -> "CacheKey":
+    """A key whose settings are stored sorted, values as JSON text.
+
+    Args:
+      model, task, split: what was embedded.
+      layer: the encoder layer; None means "last".
+      settings: the extraction settings that change the embeddings (clip
+        and chunk lengths, rates...); any JSON-able values.
+    """
     items = tuple(sorted((str(k), json.dumps(v, sort_keys=True, default=str))
                          for k, v in (settings or {}).items()))
     return cls(model=model, task=task, split=split, layer=layer or "last",
                settings=items)
 
   def to_json(self) -> str:
+    """The key as sorted JSON text (what an entry's metadata records)."""
     return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
   @property
   def relpath(self) -> str:
+    """model/task/split/<layer>-<settings hash>.npz, names made safe."""
     digest = settings_hash(dict(self.settings))
     return os.path.join(_safe(self.model), _safe(self.task),
                         _safe(self.split),
@@ -94,6 +104,7 @@ class EmbeddingCache:
     self.misses = 0
 
   def path(self, key: CacheKey) -> str:
+    """Where the entry of `key` lives under the cache directory."""
     return os.path.join(self.directory, key.relpath)
 
   def load(self, key: CacheKey) -> dict[str, np.ndarray] | None:

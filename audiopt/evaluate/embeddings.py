@@ -289,6 +289,7 @@ class ExtractOptions:
 
   @classmethod
   def from_config(cls, config) -> "ExtractOptions":
+    """The options of a run config's `eval` block and front-end rate."""
     ec = config.eval
     return cls(batch_size=int(ec.batch_size),
                chunk_seconds=float(ec.chunk_seconds),

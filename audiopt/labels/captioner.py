@@ -275,6 +275,8 @@ class OpenAICaptioner(Captioner):
 
   def caption_batch(self, items: Sequence[tuple[str, bytes]]
                     ) -> list[Caption | CaptionError]:
+    """Sends every clip's request concurrently; results in item order, a
+    failed request or undecodable clip as its CaptionError."""
     futures: list[concurrent.futures.Future | CaptionError] = []
     for clip_id, flac_bytes in items:
       try:
@@ -338,6 +340,8 @@ class CheckpointCaptioner(Captioner):
 
   def caption_batch(self, items: Sequence[tuple[str, bytes]]
                     ) -> list[Caption | CaptionError]:
+    """Decodes the clips and captions them in one padded batch; a clip that
+    does not decode becomes its CaptionError, in order."""
     results: list[Caption | CaptionError | None] = [None] * len(items)
     waveforms, slots = [], []
     for i, (clip_id, flac_bytes) in enumerate(items):

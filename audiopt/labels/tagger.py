@@ -216,6 +216,8 @@ class LLMTagger(Tagger):
 
   def tag_batch(self, items: Sequence[tuple[str, str]]
                 ) -> list[list[str] | TagError]:
+    """Asks the LLM for every caption concurrently and once more where an
+    answer does not parse; results in item order, failures as TagErrors."""
     conversations = [self.messages(caption) for _, caption in items]
     first = [self._check(f) for f in
              [self._submit(m) for m in conversations]]
@@ -546,6 +548,8 @@ class LexicalTagger(Tagger):
 
   def tag_batch(self, items: Sequence[tuple[str, str]]
                 ) -> list[list[str] | TagError]:
+    """Tags from the caption's words and phrases; a caption with none
+    becomes a TagError, in order."""
     out: list[list[str] | TagError] = []
     for _, caption in items:
       tags = self.tags(caption)

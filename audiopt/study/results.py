@@ -140,6 +140,7 @@ def write_csv(path: str, rows: Sequence[dict[str, Any]]) -> None:
 
 
 def read_csv(path: str) -> list[dict[str, Any]]:
+  """Rows of a `write_csv` file as dicts, `value` as a float."""
   with open(path, newline="", encoding="utf-8") as f:
     rows = list(csv.DictReader(f))
   for r in rows:
@@ -149,6 +150,7 @@ def read_csv(path: str) -> list[dict[str, Any]]:
 
 def write_markdown(path: str, rows: Sequence[dict[str, Any]],
                    header: str = "") -> str:
+  """Writes `header` then the study's markdown tables; returns the text."""
   text = (header + "\n\n" if header else "") + markdown_tables(rows)
   _write(path, text)
   return text

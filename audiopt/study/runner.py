@@ -99,9 +99,11 @@ class Study:
   # -------------------------------------------------------------- paths
 
   def run_dir(self, name: str) -> str:
+    """The workdir of training run `name`."""
     return os.path.join(self.workdir, "runs", name)
 
   def result_path(self, encoder: str, task: str) -> str:
+    """The JSON file of one encoder's result on one task."""
     return os.path.join(self.results_dir, encoder, f"{task}.json")
 
   # -------------------------------------------------------------- configs
@@ -122,6 +124,9 @@ class Study:
 
   def stored(self, encoder: str, task: str, model_id: str | None
              ) -> dict[str, Any] | None:
+    """A stored result of `encoder` on `task`, or None if there is none, or
+    it came from other evaluation settings or (with `model_id`) another
+    checkpoint of the encoder."""
     got = _read_json(self.result_path(encoder, task))
     if not got or got.get("eval_hash") != self.eval_hash:
       return None
@@ -130,12 +135,15 @@ class Study:
     return got
 
   def tasks(self) -> tuple[list[str], list[str]]:
+    """(probe task names, retrieval task names) of the study config."""
     return (suite.task_names(self.config),
             [t.strip() for t in self.config.eval.retrieval_tasks.split(",")
              if t.strip()])
 
   def all_stored(self, encoder: str, model_id: str | None,
                  text_tower: bool) -> bool:
+    """Whether every task the encoder is evaluated on (retrieval too with a
+    text tower) has a current stored result."""
     probe_tasks, retrieval_tasks = self.tasks()
     wanted = probe_tasks + (retrieval_tasks if text_tower else [])
     return all(self.stored(encoder, t, model_id) for t in wanted)

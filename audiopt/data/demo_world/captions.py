@@ -756,6 +756,12 @@ def summary_paragraph(scene: Scene, rng: np.random.Generator) -> str:
 
 
 def overview(scene: Scene, rng: np.random.Generator) -> str:
+  """The opening paragraph: the clip's length, setting and sources.
+
+  Args:
+    scene: the scene.
+    rng: random generator choosing among phrasings (consumed).
+  """
   tr = scene_lib.traits_of(scene)
   sources = _summary_sources(scene, rng)
   d = scene.duration_s

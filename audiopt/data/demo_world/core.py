@@ -32,6 +32,11 @@ class Cat:
   default: Any
 
   def check(self, what: str, name: str, value: Any) -> None:
+    """Checks that `value` is one of `values` (same type and equal).
+
+    Raises:
+      ValueError: naming `what` and attribute `name`, listing valid values.
+    """
     if not any(isinstance(value, type(v)) and value == v for v in self.values):
       raise ValueError(f"{what}: {name}={value!r} is not valid; valid values: "
                        f"{', '.join(map(repr, self.values))}")
@@ -46,6 +51,13 @@ class Num:
   integer: bool = False
 
   def check(self, what: str, name: str, value: Any) -> None:
+    """Checks that `value` is a finite number in [lo, hi].
+
+    Bools are rejected; with `integer`, only integers are accepted.
+
+    Raises:
+      ValueError: naming `what` and attribute `name`, giving the range.
+    """
     kinds = (int, np.integer) if self.integer else (
         int, float, np.integer, np.floating)
     if (isinstance(value, bool) or not isinstance(value, kinds)
@@ -85,6 +97,12 @@ def check_name(what: str, value: Any, valid: Sequence[str]) -> str:
 
 
 def check_duration(duration_s: Any, what: str = "scene") -> float:
+  """Returns the clip length `duration_s` (seconds) as a float.
+
+  Raises:
+    ValueError: not a number in [MIN_DURATION_S, MAX_DURATION_S]; the
+      message names `what`.
+  """
   Num(MIN_DURATION_S, MAX_DURATION_S, 0.0).check(what, "duration_s",
                                                  duration_s)
   return float(duration_s)
@@ -100,6 +118,7 @@ def pick(rng: np.random.Generator, options: Sequence[Any],
 
 
 def r2(x: float) -> float:
+  """`x` as a float rounded to 2 decimals."""
   return round(float(x), 2)
 
 
@@ -118,6 +137,7 @@ class Restrictions:
   values: tuple[tuple[tuple[str, str], frozenset[Any]], ...] = ()
 
   def allowed_values(self, kind: str, attr: str) -> frozenset[Any] | None:
+    """The values allowed for attribute `attr` of `kind`; None: any."""
     for key, values in self.values:
       if key == (kind, attr):
         return values
@@ -158,6 +178,7 @@ class Draw:
     return pick(self.rng, options, p)
 
   def allows(self, kind: str) -> bool:
+    """Whether the restrictions let event kind `kind` occur."""
     kinds = self.restrictions.kinds
     return kinds is None or kind in kinds
 
@@ -169,7 +190,9 @@ class Draw:
             and (values is None or o in values)]
 
   def uniform(self, lo: float, hi: float) -> float:
+    """A float drawn uniformly from [lo, hi)."""
     return float(self.rng.uniform(lo, hi))
 
   def chance(self, p: float) -> bool:
+    """True with probability `p`."""
     return bool(self.rng.random() < p)

@@ -42,6 +42,7 @@ def _duration(rng: np.random.Generator, lo: float, hi: float) -> float:
 
 
 def clip_id_of(job: ClipJob) -> str:
+  """The job's clip id: demo<seed>-<index> or <task><seed>-<split>-<index>."""
   if job.task is None:
     return f"demo{job.world.seed}-{job.index:06d}"
   return f"{job.task}{job.world.seed}-{job.split}-{job.index:06d}"
@@ -166,6 +167,7 @@ def tag_shard(args: tuple[str, str, int, int]) -> dict[str, Any]:
 
 
 def available_cores() -> int:
+  """CPU cores this process may run on (all cores where that is unknown)."""
   try:
     return len(os.sched_getaffinity(0))
   except AttributeError:  # not on Linux
@@ -194,6 +196,7 @@ class ClipPool:
     self.close()
 
   def close(self) -> None:
+    """Shuts down and joins the worker processes, if any were started."""
     if self._pool is not None:
       self._pool.close()
       self._pool.join()

@@ -243,6 +243,7 @@ def add(out: np.ndarray, start: int, y: np.ndarray) -> None:
 
 
 def rms(y: np.ndarray) -> float:
+  """Root mean square of y (any shape), plus 1e-12; a float."""
   return math.sqrt(float(np.mean(y * y))) + 1e-12
 
 
@@ -256,6 +257,7 @@ def active_rms(y: np.ndarray, sr: int) -> float:
 
 
 def hz(midi: float) -> float:
+  """Frequency in Hz of MIDI note `midi` (69 is A4, 440 Hz)."""
   return 440.0 * 2.0 ** ((midi - 69) / 12)
 
 

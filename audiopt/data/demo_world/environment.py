@@ -146,6 +146,7 @@ def sample_event(d: core.Draw, kind: str, duration: float,
 
 
 def render_rain(a, n, sr, rng):
+  """Rain: hiss plus drops ringing at three pitches; [n] float64."""
   heavy = a["intensity"] == "heavy"
   hiss = dsp.white_band(rng, n, sr, 400.0, min(9000.0, 0.45 * sr))
   hiss = dsp.one_pole(hiss, 0.3) * (1.0 + 0.25 * dsp.smooth(rng, n, sr, 1.5))
@@ -161,6 +162,7 @@ def render_rain(a, n, sr, rng):
 
 
 def render_wind(a, n, sr, rng):
+  """Wind: band noise swelling with gusts, howling when strong; [n] float64."""
   strong = a["strength"] == "strong"
   gust = dsp.smooth(rng, n, sr, 0.7 if strong else 0.4)
   level = np.exp((0.7 if strong else 0.4) * gust)
@@ -194,6 +196,7 @@ def _engine_table(vehicle: str, top: float, sr: int) -> np.ndarray:
 
 
 def render_engine(a, n, sr, rng):
+  """Engine: a harmonic hum at the firing rate plus rumble; [n] float64."""
   lo, hi, _ = _VEHICLE[a["vehicle"]]
   base = rng.uniform(lo, hi)
   x = np.arange(n) / n
@@ -216,6 +219,7 @@ def render_engine(a, n, sr, rng):
 
 
 def render_siren(a, n, sr, rng):
+  """Siren: a wail, yelp or hi-lo tone, Doppler when passing; [n] float64."""
   t = np.arange(n) / sr
   lo, hi = rng.uniform(550.0, 750.0), rng.uniform(1250.0, 1550.0)
   if a["pattern"] == "hi-lo":
@@ -238,6 +242,7 @@ def render_siren(a, n, sr, rng):
 
 
 def render_dog_bark(a, n, sr, rng):
+  """Dog barks: `count` voiced bursts with a pitch arch; [n] float64."""
   large = a["size"] == "large"
   base = rng.uniform(280.0, 420.0) if large else rng.uniform(600.0, 850.0)
   formants = np.array((500.0, 1300.0, 2600.0) if large else
@@ -258,6 +263,7 @@ def render_dog_bark(a, n, sr, rng):
 
 
 def render_birdsong(a, n, sr, rng):
+  """Birdsong: up to `count` trill, whistle or warble phrases; [n] float64."""
   out = np.zeros(n)
   slot = n / a["count"]
   pitch = rng.uniform(0.85, 1.2)
@@ -310,6 +316,7 @@ def _impact(rng, surface: str, sr: int, strength: float) -> np.ndarray:
 
 
 def render_footsteps(a, n, sr, rng):
+  """Footsteps: heel and toe impacts (gravel: one) at `pace`; [n] float64."""
   rate = (rng.uniform(1.4, 1.8) if a["pace"] == "slow"
           else rng.uniform(2.0, 2.5))
   out = np.zeros(n + int(0.15 * sr))
@@ -328,6 +335,7 @@ def render_footsteps(a, n, sr, rng):
 
 
 def render_knocking(a, n, sr, rng):
+  """Knocking: `count` knocks ringing three door modes; [n] float64."""
   out = np.zeros(n + int(0.2 * sr))
   gap = rng.uniform(0.13, 0.2)
   hard = a["force"] == "hard"
@@ -346,6 +354,7 @@ def render_knocking(a, n, sr, rng):
 
 
 def render_alarm(a, n, sr, rng):
+  """Alarm at `pitch_hz`: beeps, two tones or a ringing bell; [n] float64."""
   t = np.arange(n) / sr
   f = a["pitch_hz"]
   tab = dsp.cached_table((1.0, 0.0, 0.3, 0.0, 0.1), int(f) + 1, sr)

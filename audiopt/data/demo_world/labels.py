@@ -39,6 +39,11 @@ def true_weak_labels(scene: Scene) -> list[int]:
 
 
 def check_noise_rates(drop_rate: Any, swap_rate: Any) -> None:
+  """Checks the weak-label noise rates.
+
+  Raises:
+    ValueError: a rate is not a number in [0, 1], or their sum exceeds 1.
+  """
   for name, rate in (("drop_rate", drop_rate), ("swap_rate", swap_rate)):
     core.Num(0.0, 1.0, 0.0).check("weak labels", name, rate)
   if drop_rate + swap_rate > 1.0:

@@ -241,6 +241,7 @@ def sample_piece(d: core.Draw, *, genre: str | None = None,
 
 
 def bar_seconds(a: dict[str, Any]) -> float:
+  """Length in seconds of one bar of a part with attributes `a`."""
   return 60.0 / a["tempo_bpm"] * a["meter"]
 
 

@@ -67,6 +67,7 @@ DEFAULT_POPULATION = 240
 
 
 def check_kind(kind: Any) -> str:
+  """Returns `kind` if it is one of `EVENT_KINDS`; else raises ValueError."""
   return core.check_name("event kind", kind, EVENT_KINDS)
 
 
@@ -354,6 +355,19 @@ def music_events(d: core.Draw, duration: float, *, genre: str | None = None,
 
 def environment_event(d: core.Draw, kind: str, duration: float,
                       gain_db: float = 0.0, **fixed: Any) -> Event:
+  """One environmental `Event` of `kind` (see `environment.sample_event`).
+
+  Args:
+    d: the draw (consumed).
+    kind: one of `environment.KINDS`.
+    duration: the clip length (s); the event's span lies inside it.
+    gain_db: the event's level.
+    **fixed: attribute values to use instead of drawing them.
+
+  Raises:
+    ValueError: `kind` is not an environmental kind, or a fixed attribute
+      is invalid.
+  """
   start, end, a = environment.sample_event(d, kind, duration, gain_db,
                                            **fixed)
   return Event(kind, start, end, a)
@@ -459,6 +473,19 @@ def sample_scene_events(d: core.Draw, scene_class: str, duration: float,
 
 def make_scene(d: core.Draw, clip_id: str, duration: float, scene_class: str,
                events: list[Event], *, clean: bool = False) -> Scene:
+  """A `Scene` of `events` (sorted by onset) with traits drawn for its class.
+
+  Args:
+    d: the draw (consumed by `sample_traits`).
+    clip_id: the scene's clip id.
+    duration: clip length in seconds.
+    scene_class: one of `SCENES`.
+    events: the scene's events; the domain follows from them.
+    clean: draw studio-like traits (see `sample_traits`).
+
+  Raises:
+    ValueError: the resulting scene is invalid (see `validate_scene`).
+  """
   events = sorted(events, key=lambda e: e.start_s)
   return Scene(clip_id, duration, domain_of(events), events,
                sample_traits(d, scene_class, events, clean=clean))

@@ -73,6 +73,7 @@ _STREAMS = {"speaker_id": 1, "emotion": 2, "scene": 3, "retrieval": 4,
 
 
 def check_task(task: Any) -> Task:
+  """Returns the `Task` named `task`; raises ValueError if it is unknown."""
   return TASKS[core.check_name("task", task, TASK_NAMES)]
 
 

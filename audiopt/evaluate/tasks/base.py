@@ -125,6 +125,7 @@ class TaskSpec:
 
   @property
   def num_classes(self) -> int:
+    """Number of classes (the width of a probe's output)."""
     return len(self.classes)
 
   @property
