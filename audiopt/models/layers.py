@@ -166,7 +166,8 @@ class Conv2D(nn.Module):
     param_dtype: parameter dtype.
     kernel_init: initialiser of the HWIO kernel [kh, kw, Cin, Cout], named
       (None, None, "conv_in", "conv_out").
-    bias_init: initialiser of the bias [Cout], named ("conv_out",).
+    bias_init: initialiser of the bias [Cout], named ("conv_out",); a
+      subclass whose bias depends on the fan-in overrides `bias_initializer`.
   """
 
   features: int
@@ -178,6 +179,11 @@ class Conv2D(nn.Module):
   kernel_init: Initializer = nn.initializers.lecun_normal()
   bias_init: Initializer = nn.initializers.zeros_init()
 
+  def bias_initializer(self, fan_in: int) -> Initializer:
+    """The bias initialiser for a kernel of fan_in = kh * kw * Cin."""
+    del fan_in
+    return self.bias_init
+
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     """Convolves x [B, H, W, Cin] to [B, H', W', features] in `dtype`."""
@@ -187,7 +193,8 @@ class Conv2D(nn.Module):
             self.kernel_init, (None, None, "conv_in", "conv_out")),
         (kh, kw, x.shape[-1], self.features), self.param_dtype)
     bias = self.param(
-        "bias", nn.with_logical_partitioning(self.bias_init, ("conv_out",)),
+        "bias", nn.with_logical_partitioning(
+            self.bias_initializer(kh * kw * x.shape[-1]), ("conv_out",)),
         (self.features,), self.param_dtype)
     x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias,
                                               dtype=self.dtype)

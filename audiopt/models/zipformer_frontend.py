@@ -28,21 +28,17 @@ def frontend_length(length: Any) -> Any:
   return max(out, 0) if isinstance(out, int) else jnp.maximum(out, 0)
 
 
-def torch_conv2d(features: int, kernel_size: tuple[int, int],
-                 in_channels: int, **kwargs) -> layers.Conv2D:
+class TorchConv2D(layers.Conv2D):
   """`layers.Conv2D` initialised as torch's Conv2d: U(+-1/sqrt(fan_in)).
 
-  Args:
-    features: output channels.
-    kernel_size: (kh, kw).
-    in_channels: input channels (fan_in = in_channels * kh * kw).
-    **kwargs: the other `layers.Conv2D` attributes (strides, padding, dtype,
-      param_dtype, name).
+  Both the kernel and the bias, fan_in = kh * kw * Cin.
   """
-  fan_in = in_channels * math.prod(kernel_size)
-  return layers.Conv2D(features, kernel_size, kernel_init=ops.torch_uniform(),
-                       bias_init=ops.uniform(1.0 / math.sqrt(fan_in)),
-                       **kwargs)
+
+  kernel_init: layers.Initializer = ops.torch_uniform()
+
+  def bias_initializer(self, fan_in: int) -> layers.Initializer:
+    """U(+-1/sqrt(fan_in)), torch's Conv2d bias."""
+    return ops.uniform(1.0 / math.sqrt(fan_in))
 
 
 class ConvNeXt(nn.Module):
@@ -120,14 +116,14 @@ class Conv2dSubsampling(nn.Module):
     kw = dict(dtype=self.dtype, param_dtype=self.param_dtype)
     c1, c2, c3 = self.channels
     x = features[..., None].astype(self.dtype)
-    x = torch_conv2d(c1, (3, 3), 1, padding=((0, 0), (1, 1)), name="conv_0",
-                     **kw)(x)
+    x = TorchConv2D(c1, (3, 3), padding=((0, 0), (1, 1)), name="conv_0",
+                    **kw)(x)
     if train:
       x = ops.scale_grad(x, 0.2)
     x = nn.with_logical_constraint(ops.swoosh_r(x), _CONV_ACTIVATION)
-    x = torch_conv2d(c2, (3, 3), c1, strides=(2, 2), name="conv_1", **kw)(x)
+    x = TorchConv2D(c2, (3, 3), strides=(2, 2), name="conv_1", **kw)(x)
     x = nn.with_logical_constraint(ops.swoosh_r(x), _CONV_ACTIVATION)
-    x = torch_conv2d(c3, (3, 3), c2, strides=(1, 2), name="conv_2", **kw)(x)
+    x = TorchConv2D(c3, (3, 3), strides=(1, 2), name="conv_2", **kw)(x)
     x = nn.with_logical_constraint(ops.swoosh_r(x), _CONV_ACTIVATION)
     out_lengths = frontend_length(lengths)
     if not self.reference_padding:
