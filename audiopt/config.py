@@ -216,7 +216,7 @@ def config_module(path: str | os.PathLike) -> types.ModuleType:
   name = "audiopt_config_" + os.path.splitext(os.path.basename(path))[0]
   spec = importlib.util.spec_from_file_location(name, path)
   if spec is None:
-    raise FileNotFoundError(f"no config file {path!r}")
+    raise ValueError(f"{path!r} is not a Python config file (.py)")
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module

@@ -115,3 +115,6 @@ def test_config_module_loads_a_file_by_path(tmp_path):
   assert _load(tmp_path / "child_cfg.py").train.num_steps == 11
   with pytest.raises(FileNotFoundError, match="nothere.py"):
     _load(tmp_path / "nothere.py")
+  (tmp_path / "cfg.txt").write_text("")
+  with pytest.raises(ValueError, match="cfg.txt.*not a Python config"):
+    _load(tmp_path / "cfg.txt")
